@@ -1,0 +1,72 @@
+#pragma once
+
+// The compile-only entry point: build any kernel configuration for an explicit target without a GPU, and
+// report its resource usage. CI uses it to compile every configuration the heuristics can choose.
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../jit/cache.hpp"
+#include "../jit_kernels/impls/smxx_clean_logits.hpp"
+
+namespace deep_gemm::jit_api {
+
+// Every family's configurations for one target; new kernel families add themselves here
+inline std::vector<KernelSpec> all_kernel_specs(const std::string& target) {
+    const auto arch = arch_spec_for_target(target);
+    std::vector<KernelSpec> specs;
+    const auto add = [&](std::vector<KernelSpec>&& more) {
+        for (auto& s: more) specs.push_back(std::move(s));
+    };
+    add(CleanLogitsConfig::enumerate(arch));
+    return specs;
+}
+
+inline pybind11::dict spec_to_dict(const KernelSpec& s) {
+    pybind11::dict d;
+    d["family"] = s.family;
+    d["symbol"] = s.symbol;
+    d["description"] = s.description;
+    d["num_threads"] = s.num_threads;
+    d["dynamic_smem"] = s.dynamic_smem;
+    d["expected_sass"] = s.expected_sass;
+    return d;
+}
+
+inline void register_apis(pybind11::module_& m) {
+    namespace py = pybind11;
+    m.def("list_kernel_configs", [](const std::string& target) {
+        py::list out;
+        for (const auto& s: all_kernel_specs(target))
+            out.append(spec_to_dict(s));
+        return out;
+    }, py::arg("target"));
+
+    m.def("compile_kernel_config", [](const std::string& target, size_t index) {
+        const auto specs = all_kernel_specs(target);
+        DG_CHECK(index < specs.size(), "compile_kernel_config: `index` must be < ", specs.size(), " for ", target,
+                 "; got ", index);
+        const auto& spec = specs[index];
+        jit::CubinEntry entry;
+        {
+            py::gil_scoped_release release;
+            entry = jit::get_cubin(spec.symbol, spec.source, target);
+        }
+        const auto usage = jit::parse_ptxas_log(entry.log, spec.symbol);
+        py::dict d = spec_to_dict(spec);
+        d["target"] = target;
+        d["registers"] = usage.registers;
+        d["static_smem"] = usage.static_smem;
+        d["total_smem"] = usage.static_smem + spec.dynamic_smem;
+        d["stack_frame"] = usage.stack_frame;
+        d["spill_stores"] = usage.spill_stores;
+        d["spill_loads"] = usage.spill_loads;
+        d["resources_found"] = usage.found;
+        d["cubin_path"] = (entry.dir / "kernel.cubin").string();
+        d["from_disk_cache"] = entry.from_disk;
+        d["log"] = entry.log;
+        return d;
+    }, py::arg("target"), py::arg("index"));
+}
+
+} // namespace deep_gemm::jit_api

@@ -1,0 +1,151 @@
+#pragma once
+
+// NOTES: three levels, cheapest first. (1) An in-process map from (arch, source) to a loaded kernel: a warm call
+// costs a hash lookup. (2) A disk cache under `DG_JIT_CACHE_DIR` (default `~/.deep_gemm`), keyed by source,
+// flags, compiler version and a hash of our device headers, written atomically. (3) The compiler.
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "compiler.hpp"
+#include "kernel_runtime.hpp"
+
+namespace deep_gemm::jit {
+
+inline std::filesystem::path cache_root() {
+    auto dir = get_env("DG_JIT_CACHE_DIR");
+    if (dir.empty())
+        dir = get_env("HOME", "/tmp") + "/.deep_gemm";
+    return std::filesystem::path(dir) / "cache";
+}
+
+struct CubinEntry {
+    std::string cubin;
+    std::string log;
+    std::filesystem::path dir;
+    bool from_disk = false;
+};
+
+// Compile (or fetch from disk) the cubin of one generated source for one architecture
+inline CubinEntry get_cubin(const std::string& symbol, const std::string& source, const std::string& arch) {
+    auto& compiler = get_compiler();
+    Hasher h;
+    h.update(source);
+    h.update(arch);
+    h.update(compiler.signature());
+    h.update(cat(Compiler::common_flags(arch)));
+    h.update(JitPaths::get().get_headers_hash());
+    const auto dir = cache_root() / cat(symbol, ".", arch, ".", h.hex());
+    const auto cubin_path = dir / "kernel.cubin";
+    const bool debug = get_env_flag("DG_JIT_DEBUG");
+
+    std::error_code ec;
+    if (std::filesystem::exists(cubin_path, ec)) {
+        std::string log;
+        if (std::filesystem::exists(dir / "kernel.log", ec))
+            log = read_file(dir / "kernel.log");
+        if (debug)
+            std::fprintf(stderr, "deep_gemm: disk cache hit %s\n", cubin_path.c_str());
+        return {read_file(cubin_path), log, dir, true};
+    }
+
+    const auto start = std::chrono::steady_clock::now();
+    auto output = compiler.compile(source, arch, true);
+    if (debug) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "deep_gemm: compiled %s for %s with %s in %.2f s\n", symbol.c_str(), arch.c_str(),
+                     compiler.signature().c_str(), secs);
+    }
+    // The source and log first, the cubin last: the cubin's presence marks a complete entry
+    write_file_atomic(dir / "kernel.cu", source);
+    write_file_atomic(dir / "kernel.log", output.log);
+    write_file_atomic(cubin_path, output.cubin);
+    if (get_env_flag("DG_JIT_DUMP_SASS")) {
+        const auto [code, sass] = run_command("cuobjdump -sass " + shell_quote(cubin_path.string()));
+        std::fprintf(stderr, "%s\n", sass.c_str());
+    }
+    return {std::move(output.cubin), std::move(output.log), dir, false};
+}
+
+// Resource usage of one kernel, read from ptxas' verbose report
+struct ResourceUsage {
+    int registers = -1, static_smem = 0, stack_frame = 0, spill_stores = 0, spill_loads = 0;
+    bool found = false;
+};
+
+inline int number_before(const std::string& text, size_t pos) {
+    // Parses the integer that ends right before `pos` (skipping one space)
+    size_t end = pos;
+    while (end > 0 and text[end - 1] == ' ') -- end;
+    size_t begin = end;
+    while (begin > 0 and std::isdigit(static_cast<unsigned char>(text[begin - 1]))) -- begin;
+    return begin == end ? 0 : std::stoi(text.substr(begin, end - begin));
+}
+
+inline ResourceUsage parse_ptxas_log(const std::string& log, const std::string& symbol) {
+    ResourceUsage usage;
+    const auto entry = log.find(cat("Compiling entry function '", symbol, "'"));
+    if (entry == std::string::npos)
+        return usage;
+    const auto next_entry = log.find("Compiling entry function", entry + 1);
+    const auto section = log.substr(entry, next_entry == std::string::npos ? std::string::npos : next_entry - entry);
+    const auto find_num = [&](const std::string& suffix) {
+        const auto p = section.find(suffix);
+        return p == std::string::npos ? 0 : number_before(section, p);
+    };
+    usage.stack_frame = find_num("bytes stack frame");
+    usage.spill_stores = find_num("bytes spill stores");
+    usage.spill_loads = find_num("bytes spill loads");
+    usage.static_smem = find_num("bytes smem");
+    if (const auto p = section.find(" registers"); p != std::string::npos) {
+        usage.registers = number_before(section, p);
+        usage.found = true;
+    }
+    return usage;
+}
+
+class KernelCache {
+    std::shared_mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<KernelRuntime>> kernels;
+
+public:
+    static KernelCache& get() {
+        static KernelCache cache;
+        return cache;
+    }
+
+    std::shared_ptr<KernelRuntime> lookup_or_build(const std::string& symbol, const std::string& source,
+                                                   const std::string& arch) {
+        std::string key = arch;
+        key += '\n';
+        key += source;
+        {
+            std::shared_lock lock(mutex);
+            if (const auto it = kernels.find(key); it != kernels.end())
+                return it->second;
+        }
+        // NOTES: compile without holding the lock, so other kernels stay usable meanwhile
+        const auto entry = get_cubin(symbol, source, arch);
+        if (get_env_flag("DG_JIT_PTXAS_CHECK")) {
+            const auto usage = parse_ptxas_log(entry.log, symbol);
+            DG_RUNTIME_CHECK(usage.stack_frame == 0 and usage.spill_stores == 0 and usage.spill_loads == 0,
+                             "deep_gemm: DG_JIT_PTXAS_CHECK: kernel ", symbol, " uses local memory (stack frame ",
+                             usage.stack_frame, " B, spill stores ", usage.spill_stores, " B, spill loads ",
+                             usage.spill_loads, " B)");
+        }
+        auto runtime = std::make_shared<KernelRuntime>(entry.cubin, symbol);
+        std::unique_lock lock(mutex);
+        return kernels.emplace(std::move(key), std::move(runtime)).first->second;
+    }
+
+    size_t size() {
+        std::shared_lock lock(mutex);
+        return kernels.size();
+    }
+};
+
+} // namespace deep_gemm::jit

@@ -1,0 +1,23 @@
+#pragma once
+
+// NOTES: every kernel family lists each configuration its heuristics can choose for an architecture. The
+// compile-only entry point (CI, cache warming) builds exactly these, so "compiled in CI" means "can be picked".
+
+#include <string>
+#include <vector>
+
+#include "heuristics/common.hpp"
+
+namespace deep_gemm {
+
+struct KernelSpec {
+    std::string family;                     // e.g. "paged_mqa_logits"
+    std::string symbol;                     // the `extern "C"` kernel name
+    std::string source;                     // the generated translation unit
+    std::string description;                // the config, human-readable
+    int num_threads = 0;
+    int dynamic_smem = 0;                   // bytes, as launched
+    std::vector<std::string> expected_sass; // instruction substrings the SASS must contain
+};
+
+} // namespace deep_gemm
