@@ -99,7 +99,10 @@ def unpack_ue8m0_from_int(x: torch.Tensor) -> torch.Tensor:
 
 
 def _scale_from_amax(amax, max_value, use_ue8m0):
-    sf = amax.clamp(min=AMAX_CLAMP) / max_value
+    # divide by a tensor, not a Python scalar: CUDA turns `t / scalar` into `t * (1 / scalar)`, which rounds
+    # differently from the CPU and would make the quantizers device-dependent
+    amax = amax.clamp(min=AMAX_CLAMP)
+    sf = amax / torch.full_like(amax, max_value)
     return ceil_to_ue8m0(sf) if use_ue8m0 else sf
 
 
