@@ -23,7 +23,7 @@ kn = [e.name for e in p.events() if e.device_type == torch.autograd.DeviceType.C
 print('kernels', kn)
 sub = kn[0][:12]
 print('kineto', dgt.bench_kineto(lambda: a @ a, sub, suppress_kineto_output=True, trace_path='/tmp/t.json'))
-print('kineto tuple', dgt.bench_kineto(lambda: (a @ a, a + a), (sub, 'elementwise'), with_multiple_kernels=True))
+print('kineto tuple', dgt.bench_kineto(lambda: (a @ a, a + a), (sub, 'elementwise'), with_multiple_kernels=True), 'elementwise only', dgt.bench_kineto(lambda: a + a, 'elementwise'), 'noflush', dgt.bench_kineto(lambda: a + a, 'elementwise', flush_l2=False))
 try:
     dgt.bench_kineto(lambda: (a @ a, a @ a), sub)
 except RuntimeError as e: print('expected error:', str(e)[:200])

@@ -52,8 +52,18 @@ inline void clean_logits_paged(const torch::Tensor& logits, const torch::Tensor&
                         context_lens.stride(0), is_2d ? context_lens.stride(1) : 0, next_n);
 }
 
+// ==== ragged: fp8_mqa_logits, fp8_fp4_mqa_logits ====
+inline void register_ragged_apis(pybind11::module_&) {}
+// ==== end ragged ====
+
+// ==== paged: get_paged_mqa_logits_metadata, fp8_paged_mqa_logits, fp8_fp4_paged_mqa_logits ====
+inline void register_paged_apis(pybind11::module_&) {}
+// ==== end paged ====
+
 inline void register_apis(pybind11::module_& m) {
     namespace py = pybind11;
+    register_ragged_apis(m);
+    register_paged_apis(m);
     m.def("clean_logits_ragged", &clean_logits_ragged, py::arg("logits"), py::arg("ks"), py::arg("ke"));
     m.def("clean_logits_paged", &clean_logits_paged, py::arg("logits"), py::arg("context_lens"), py::arg("next_n"));
 }

@@ -8,6 +8,10 @@
 
 #include "../jit/cache.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
+// [paged include]
+// [ragged include]
+// [hc include]
+// [bench include]
 
 namespace deep_gemm::jit_api {
 
@@ -19,6 +23,10 @@ inline std::vector<KernelSpec> all_kernel_specs(const std::string& target) {
         for (auto& s: more) specs.push_back(std::move(s));
     };
     add(CleanLogitsConfig::enumerate(arch));
+    // [paged add]
+    // [ragged add]
+    // [hc add]
+    // [bench add]
     return specs;
 }
 

@@ -83,7 +83,8 @@ def bench_kineto(fn, kernel_names, num_tests: int = 30, suppress_kineto_output: 
     """Average GPU seconds per call of the kernels whose names contain each of `kernel_names`.
 
     `fn` runs once unprofiled (warm-up / JIT), then `num_tests` times under the profiler, with a 256 MB buffer
-    zeroed before each call when `flush_l2` (its fill kernel is excluded only by name, so don't select it).
+    zeroed before each call when `flush_l2`. The flush's kernels are learned by profiling one flush alone and
+    are then excluded by exact name (so a kernel of `fn` with exactly that name is excluded too).
     Without `with_multiple_kernels`, each name must match exactly one kernel per call (`num_tests` in total);
     with it, all matching kernels' times are summed. Returns a float for a str, a tuple for a tuple/list.
     """
@@ -96,6 +97,12 @@ def bench_kineto(fn, kernel_names, num_tests: int = 30, suppress_kineto_output: 
     cache = _l2_flush_buffer() if flush_l2 else None
     torch.cuda.synchronize()
     with _suppress_output(suppress_kineto_output):
+        flush_names = set()
+        if cache is not None:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as flush_prof:
+                cache.zero_()
+                torch.cuda.synchronize()
+            flush_names = {k for k, _ in _kernel_events(flush_prof)}
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             for _ in range(num_tests):
                 if cache is not None:
@@ -104,7 +111,7 @@ def bench_kineto(fn, kernel_names, num_tests: int = 30, suppress_kineto_output: 
             torch.cuda.synchronize()
     if trace_path is not None:
         prof.export_chrome_trace(trace_path)
-    kernels = _kernel_events(prof)
+    kernels = [(k, t) for k, t in _kernel_events(prof) if k not in flush_names]
     results = []
     for name in names:
         matched = [t for k, t in kernels if name in k]
