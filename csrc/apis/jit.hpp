@@ -11,7 +11,7 @@
 // [paged include]
 // [ragged include]
 // [hc include]
-// [bench include]
+#include "../jit_kernels/impls/smxx_ceilings.hpp"
 
 namespace deep_gemm::jit_api {
 
@@ -26,7 +26,7 @@ inline std::vector<KernelSpec> all_kernel_specs(const std::string& target) {
     // [paged add]
     // [ragged add]
     // [hc add]
-    // [bench add]
+    add(CeilingConfig::enumerate(arch));
     return specs;
 }
 
@@ -43,6 +43,8 @@ inline pybind11::dict spec_to_dict(const KernelSpec& s) {
 
 inline void register_apis(pybind11::module_& m) {
     namespace py = pybind11;
+    m.def("launch_ceiling", &launch_ceiling, py::arg("kind"), py::arg("buffer"), py::arg("iters") = 0,
+          py::arg("blocks_per_sm") = 4);
     m.def("list_kernel_configs", [](const std::string& target) {
         py::list out;
         for (const auto& s: all_kernel_specs(target))
