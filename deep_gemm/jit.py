@@ -24,9 +24,10 @@ def _ext():
     return deep_gemm._C
 
 
-def list_configs(target, family=None):
-    """Every kernel configuration the heuristics can choose for `target`, as dicts (family, symbol, ...)."""
-    configs = _ext().list_kernel_configs(target)
+def list_configs(target, family=None, sm120_mode=False):
+    """Every kernel configuration the heuristics can choose for `target`, as dicts (family, symbol, ...).
+    With `sm120_mode`, those a GPU of `target` picks under DG_SM120_MODE=1."""
+    configs = _ext().list_kernel_configs(target, sm120_mode)
     for i, c in enumerate(configs):
         c['index'] = i
     return [c for c in configs if family is None or c['family'] == family]
@@ -50,9 +51,9 @@ def sass_of(cubin_path, cuobjdump=None):
     return subprocess.run([cuobjdump, '-sass', cubin_path], check=True, capture_output=True, text=True).stdout
 
 
-def compile_config(target, index):
+def compile_config(target, index, sm120_mode=False):
     """Compile one configuration (by its index in list_configs(target)) and return its resource report."""
-    return _ext().compile_kernel_config(target, index)
+    return _ext().compile_kernel_config(target, index, sm120_mode)
 
 
 def check_report(report, sass=None):
@@ -73,12 +74,12 @@ def check_report(report, sass=None):
     return problems
 
 
-def compile_all(target, family=None, jobs=2, check_sass=True):
+def compile_all(target, family=None, jobs=2, check_sass=True, sm120_mode=False):
     """Compile every configuration for `target` in parallel; returns [(report, problems)]."""
-    configs = list_configs(target, family)
+    configs = list_configs(target, family, sm120_mode)
     cuobjdump = find_cuobjdump() if check_sass else None
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        reports = list(pool.map(lambda c: compile_config(target, c['index']), configs))
+        reports = list(pool.map(lambda c: compile_config(target, c['index'], sm120_mode), configs))
     out = []
     for r in reports:
         sass = sass_of(r['cubin_path'], cuobjdump) if cuobjdump and r['expected_sass'] else None
@@ -91,8 +92,10 @@ def main(argv=None):
     parser.add_argument('--arch', default='sm_120a', help='sm_120a, sm_121a, sm_89 or sm_90a')
     parser.add_argument('--family', default=None)
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 2)
+    parser.add_argument('--sm120-mode', action='store_true',
+                        help='the configs a GPU of --arch picks under DG_SM120_MODE=1 (to pre-compile GPU tests)')
     args = parser.parse_args(argv)
-    results = compile_all(args.arch, args.family, args.jobs)
+    results = compile_all(args.arch, args.family, args.jobs, sm120_mode=args.sm120_mode)
     print(f"{'family':<22} {'config':<58} {'regs':>5} {'smem':>7} {'spill':>6}  problems")
     bad = 0
     for r, problems in results:

@@ -16,8 +16,9 @@
 namespace deep_gemm::jit_api {
 
 // Every family's configurations for one target; new kernel families add themselves here
-inline std::vector<KernelSpec> all_kernel_specs(const std::string& target) {
-    const auto arch = arch_spec_for_target(target);
+// (`sm120_mode`: the configurations a GPU of `target` picks when DG_SM120_MODE=1, used to pre-compile the GPU tests)
+inline std::vector<KernelSpec> all_kernel_specs(const std::string& target, bool sm120_mode = false) {
+    const auto arch = sm120_mode ? with_sm120_planning(arch_spec_for_target(target)) : arch_spec_for_target(target);
     std::vector<KernelSpec> specs;
     const auto add = [&](std::vector<KernelSpec>&& more) {
         for (auto& s: more) specs.push_back(std::move(s));
@@ -45,15 +46,15 @@ inline void register_apis(pybind11::module_& m) {
     namespace py = pybind11;
     m.def("launch_ceiling", &launch_ceiling, py::arg("kind"), py::arg("buffer"), py::arg("iters") = 0,
           py::arg("blocks_per_sm") = 4);
-    m.def("list_kernel_configs", [](const std::string& target) {
+    m.def("list_kernel_configs", [](const std::string& target, bool sm120_mode) {
         py::list out;
-        for (const auto& s: all_kernel_specs(target))
+        for (const auto& s: all_kernel_specs(target, sm120_mode))
             out.append(spec_to_dict(s));
         return out;
-    }, py::arg("target"));
+    }, py::arg("target"), py::arg("sm120_mode") = false);
 
-    m.def("compile_kernel_config", [](const std::string& target, size_t index) {
-        const auto specs = all_kernel_specs(target);
+    m.def("compile_kernel_config", [](const std::string& target, size_t index, bool sm120_mode) {
+        const auto specs = all_kernel_specs(target, sm120_mode);
         DG_CHECK(index < specs.size(), "compile_kernel_config: `index` must be < ", specs.size(), " for ", target,
                  "; got ", index);
         const auto& spec = specs[index];
@@ -76,7 +77,7 @@ inline void register_apis(pybind11::module_& m) {
         d["from_disk_cache"] = entry.from_disk;
         d["log"] = entry.log;
         return d;
-    }, py::arg("target"), py::arg("index"));
+    }, py::arg("target"), py::arg("index"), py::arg("sm120_mode") = false);
 }
 
 } // namespace deep_gemm::jit_api

@@ -47,6 +47,16 @@ inline ArchSpec arch_spec_for_target(const std::string& target) {
     return spec;
 }
 
+// SM120 mode: keep the target's instructions, but plan shared memory and occupancy as sm_120 would
+inline ArchSpec with_sm120_planning(ArchSpec spec) {
+    if (spec.major != 12) {
+        const auto sm120 = arch_spec_for_target("sm_120a");
+        spec.smem_capacity = sm120.smem_capacity;
+        spec.max_threads_per_sm = sm120.max_threads_per_sm;
+    }
+    return spec;
+}
+
 // The spec used for a call on the current device: the device's own, or sm_120's in SM120 mode. Either way the
 // code is compiled for the device at hand, and the grid uses the device's SM count (or `set_num_sms`).
 inline ArchSpec current_arch_spec() {
@@ -54,11 +64,8 @@ inline ArchSpec current_arch_spec() {
     const auto [major, minor] = rt.capability();
     const auto target = jit::compile_target_for(major, minor);
     ArchSpec spec = arch_spec_for_target(target);
-    if (jit::DeviceRuntime::sm120_mode() and major != 12) {
-        const auto sm120 = arch_spec_for_target("sm_120a");
-        spec.smem_capacity = sm120.smem_capacity;
-        spec.max_threads_per_sm = sm120.max_threads_per_sm;
-    }
+    if (jit::DeviceRuntime::sm120_mode())
+        spec = with_sm120_planning(spec);
     // Never plan beyond what the device itself allows
     spec.smem_capacity = std::min<int>(spec.smem_capacity, static_cast<int>(rt.props().sharedMemPerBlockOptin));
     spec.max_threads_per_sm = std::min(spec.max_threads_per_sm, rt.props().maxThreadsPerMultiProcessor);

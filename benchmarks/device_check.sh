@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Everything the lent GPU is needed for, in one call (its machine starts bare each time):
+#   build the extension → pre-compile the SM120-mode configs in parallel → GPU tests → benchmarks.
+# Logs go under $OUT (or ./device_out). Usage: bash benchmarks/device_check.sh [pytest -k expression] [bench args]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
+export CC=/usr/bin/gcc CXX=/usr/bin/g++          # SM120.md §5: the other g++ there breaks the extension
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+export DG_JIT_CACHE_DIR="${DG_JIT_CACHE_DIR:-/tmp/dg_cache}" DG_SM120_MODE=1 PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+K="${1:-}"; BENCH="${2:-}"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv > "$OUT/gpu.txt" 2>&1
+t0=$(date +%s)
+python3 setup.py build_ext --inplace -j 16 > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+python3 -m deep_gemm.jit --arch sm_90a --sm120-mode --jobs 16 > "$OUT/precompile.log" 2>&1
+tail -1 "$OUT/precompile.log"; echo "precompile: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+python3 -m pytest -m gpu -q -p no:cacheprovider ${K:+-k "$K"} -s 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "passed|failed|error|Error|\[host overhead\]|^FAILED" | tail -40
+echo "gpu tests: $(( $(date +%s) - t0 )) s"
+if [ "$BENCH" != "none" ]; then
+    t0=$(date +%s)
+    python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
+    echo "bench: $(( $(date +%s) - t0 )) s"
+fi

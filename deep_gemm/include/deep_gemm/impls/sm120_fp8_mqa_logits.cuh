@@ -1,0 +1,268 @@
+#pragma once
+
+// Ragged (prefill) MQA logits with FP8 q and keys (CONTRACT.md §2.1):
+//
+//     logits[i, j] = ( sum_h relu(q[i, h, :] . k[j, :]) * w[i, h] ) * kv_scale[j],   ks[i] <= j < ke[i]
+//
+// One `mma.sync m16n8k32` (e4m3 x e4m3 -> f32) computes 16 keys (M, the A operand: k's rows, row-major, exactly
+// its memory layout) against 8 (query, head) pairs (N, the B operand: q's [H, D] rows). Each warp owns 64 such
+// pairs (64 / H queries, all their heads) whose B fragments stay in registers for the whole kernel; the CTA's
+// warps own disjoint queries and share one stream of key tiles (kBlockK keys x D bytes + kBlockK scales) that a
+// kNumStages-deep `cp.async` pipeline brings into shared memory. A warp takes two 16-key m-tiles at a time:
+// ldmatrix.x4 per (m-tile, 32-wide k step), 8 MMAs per A fragment. Epilogue per key pair-tile: relu, times the
+// head's weight, summed over the warp-thread's heads, then a two-round reduce-scatter over the quad (shfl_xor 1,
+// 2) that leaves every lane with whole sums for distinct (query, key) outputs: 32 consecutive keys per store.
+//
+// NOTES: nothing here depends on the order threads run in (no atomics, fixed summation trees), so results are
+// bitwise deterministic. Rows of a key tile beyond the CTA's key range are zero-filled, never read from global.
+
+#include "../common/math.cuh"
+#include "../mma/mma.cuh"
+#include "../ptx/utils.cuh"
+
+namespace deep_gemm {
+
+// Byte offset of 16-byte chunk `chunk` of row `row` in a key tile of `kHeadDim`-byte rows. The XOR swizzle
+// puts the 8 rows one ldmatrix phase reads (same chunk, consecutive rows) in 8 distinct 16-byte bank groups.
+template <int kHeadDim>
+DG_DEVICE uint32_t key_tile_offset(const uint32_t row, const uint32_t chunk) {
+    constexpr uint32_t kChunksPerRow = kHeadDim / 16;
+    constexpr uint32_t kRowsPerLine = 8 / kChunksPerRow;
+    const uint32_t swizzled = chunk ^ ((row / kRowsPerLine) % kChunksPerRow);
+    return row * kHeadDim + swizzled * 16;
+}
+
+template <int kNumHeads, int kHeadDim, bool kBlockScaled, int kNumWarps, int kBlockK, int kNumStages>
+DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, const float* kv_scale,
+                                         const void* weights, const int64_t weights_stride, const int weights_bf16,
+                                         const int* ks, const int* ke, void* logits, const int64_t logits_stride,
+                                         const int logits_bf16, const int num_q, const int num_k,
+                                         const int max_seqlen_k, const int num_splits) {
+    static_assert(kNumHeads == 8 or kNumHeads == 16 or kNumHeads == 32 or kNumHeads == 64, "unsupported H");
+    static_assert(kHeadDim == 32 or kHeadDim == 64 or kHeadDim == 128, "unsupported D");
+    static_assert(kBlockK % 32 == 0, "key tiles are processed 32 keys at a time");
+
+    constexpr int kPairsPerWarp = 64;                           // (query, head) pairs = N extent of a warp
+    constexpr int kQueriesPerWarp = kPairsPerWarp / kNumHeads;
+    constexpr int kBlockQ = kNumWarps * kQueriesPerWarp;
+    constexpr int kNumGroups = kPairsPerWarp / 8;               // n8 groups; each lies within one query
+    constexpr int kNumKSteps = kHeadDim / 32;
+    constexpr int kNumThreads = kNumWarps * 32;
+    constexpr int kTileBytes = kBlockK * kHeadDim;
+    constexpr int kTileChunks = kTileBytes / 16;
+    constexpr int kNumOutputs = kQueriesPerWarp * 4;            // per lane and 32-key pair-tile, before reduction
+
+    extern __shared__ __align__(128) uint8_t smem[];
+    uint8_t* smem_k = smem;                                                     // [kNumStages][kBlockK][D]
+    float* smem_scale = reinterpret_cast<float*>(smem + kNumStages * kTileBytes);   // [kNumStages][kBlockK]
+    int* smem_lo = reinterpret_cast<int*>(smem_scale + kNumStages * kBlockK);       // [kBlockQ]
+    int* smem_hi = smem_lo + kBlockQ;                                               // [kBlockQ]
+
+    const int thread = static_cast<int>(threadIdx.x);
+    const int warp = thread / 32, lane = thread % 32;
+    const int group = lane / 4, tig = lane % 4;
+
+    // Heavy tiles first: for causal prefill the last queries see the most keys
+    const int num_tiles = ceil_div(num_q, kBlockQ);
+    const int split = static_cast<int>(blockIdx.x) % num_splits;
+    const int q_tile = num_tiles - 1 - static_cast<int>(blockIdx.x) / num_splits;
+    const int q_begin = q_tile * kBlockQ;
+
+    // Each query's clamped key range; an empty range is stored as [0, 0)
+    for (int i = thread; i < kBlockQ; i += kNumThreads) {
+        int lo = 0, hi = 0;
+        if (q_begin + i < num_q) {
+            lo = min_of(max_of(__ldg(ks + q_begin + i), 0), num_k);
+            hi = min_of(max_of(__ldg(ke + q_begin + i), lo), num_k);
+            if (max_seqlen_k > 0)
+                hi = lo + min_of(hi - lo, max_seqlen_k);
+            if (hi <= lo)
+                lo = hi = 0;
+        }
+        smem_lo[i] = lo, smem_hi[i] = hi;
+    }
+    __syncthreads();
+
+    // The CTA's key range (union of its queries' ranges) and this warp's
+    int cta_lo = num_k, cta_hi = 0, warp_lo = num_k, warp_hi = 0;
+    for (int i = 0; i < kBlockQ; ++ i) {
+        const int lo = smem_lo[i], hi = smem_hi[i];
+        if (lo < hi) {
+            cta_lo = min_of(cta_lo, lo), cta_hi = max_of(cta_hi, hi);
+            if (i / kQueriesPerWarp == warp)
+                warp_lo = min_of(warp_lo, lo), warp_hi = max_of(warp_hi, hi);
+        }
+    }
+    if (cta_lo >= cta_hi)
+        return;
+    const int num_key_tiles = ceil_div(cta_hi - cta_lo, kBlockK);
+    const int my_num_tiles = split < num_key_tiles ? ceil_div(num_key_tiles - split, num_splits) : 0;
+    if (my_num_tiles == 0)
+        return;
+
+    // Pipeline loader: local tile `i` (global key tile `split + i * num_splits`) into stage `i % kNumStages`
+    const auto load_tile = [&](const int i) {
+        if (i < my_num_tiles) {
+            const int stage = i % kNumStages;
+            const int key_base = cta_lo + (split + i * num_splits) * kBlockK;
+            uint8_t* tile = smem_k + stage * kTileBytes;
+            #pragma unroll
+            for (int c = thread; c < kTileChunks; c += kNumThreads) {
+                const int row = c / (kHeadDim / 16), chunk = c % (kHeadDim / 16);
+                const int key = key_base + row;
+                uint8_t* dst = tile + key_tile_offset<kHeadDim>(row, chunk);
+                if (key < cta_hi)
+                    ptx::cp_async_16(dst, k + static_cast<int64_t>(key) * kHeadDim + chunk * 16);
+                else
+                    *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+            }
+            for (int r = thread; r < kBlockK; r += kNumThreads) {
+                float* dst = smem_scale + stage * kBlockK + r;
+                if (key_base + r < cta_hi)
+                    ptx::cp_async_4(dst, kv_scale + key_base + r);
+                else
+                    *dst = 0.0f;
+            }
+        }
+        // An empty group where there is no tile keeps the wait counts uniform
+        ptx::cp_async_commit();
+    };
+
+    #pragma unroll
+    for (int i = 0; i < kNumStages - 1; ++ i)
+        load_tile(i);
+
+    // B fragments (q) and weights of this warp's queries, in registers for the whole kernel. For group `g`
+    // (pairs 8g .. 8g + 7): query qi = 8g / H, heads h0 + 0..7 with h0 = 8g % H; lane holds head h0 + group
+    // (B operand, k = tig * 4 + 0..3 and + 16) and the weights of accumulator columns h0 + 2 * tig + {0, 1}.
+    uint32_t b_frag[kNumGroups][kNumKSteps][2];
+    float w[kNumGroups][2];
+    #pragma unroll
+    for (int g = 0; g < kNumGroups; ++ g) {
+        const int qi = g * 8 / kNumHeads, h0 = g * 8 % kNumHeads;
+        const int s = q_begin + warp * kQueriesPerWarp + qi;
+        const bool valid = s < num_q;
+        const uint32_t* q_row = reinterpret_cast<const uint32_t*>(
+            q + (static_cast<int64_t>(valid ? s : 0) * kNumHeads + h0 + group) * kHeadDim) + tig;
+        #pragma unroll
+        for (int kk = 0; kk < kNumKSteps; ++ kk) {
+            b_frag[g][kk][0] = valid ? __ldg(q_row + kk * 8) : 0u;
+            b_frag[g][kk][1] = valid ? __ldg(q_row + kk * 8 + 4) : 0u;
+        }
+        #pragma unroll
+        for (int e = 0; e < 2; ++ e) {
+            const int64_t offset = static_cast<int64_t>(valid ? s : 0) * weights_stride + h0 + 2 * tig + e;
+            float value;
+            if (weights_bf16)
+                value = bf16_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(weights) + offset));
+            else
+                value = __ldg(reinterpret_cast<const float*>(weights) + offset);
+            w[g][e] = valid ? value : 0.0f;
+        }
+    }
+
+    // This lane's ldmatrix row address within a 16-key m-tile: matrix `lane / 8` is (rows +0 / +8) x (k 0-15 / 16-31)
+    const int ld_row = (lane % 8) + ((lane / 8) % 2) * 8;
+    const int ld_chunk = lane / 16;
+
+    for (int i = 0; i < my_num_tiles; ++ i) {
+        ptx::cp_async_wait<kNumStages - 2>();
+        __syncthreads();
+        load_tile(i + kNumStages - 1);
+
+        const int stage = i % kNumStages;
+        const int key_base = cta_lo + (split + i * num_splits) * kBlockK;
+        const uint8_t* tile = smem_k + stage * kTileBytes;
+        const float* scales = smem_scale + stage * kBlockK;
+
+        #pragma unroll 1
+        for (int pair = 0; pair < kBlockK / 32; ++ pair) {
+            const int pair_base = key_base + pair * 32;
+            // Warp-uniform: skip 32 keys none of this warp's queries sees
+            if (pair_base >= warp_hi or pair_base + 32 <= warp_lo)
+                continue;
+
+            float acc[2][kNumGroups][4];
+            #pragma unroll
+            for (int m = 0; m < 2; ++ m)
+                #pragma unroll
+                for (int g = 0; g < kNumGroups; ++ g)
+                    acc[m][g][0] = acc[m][g][1] = acc[m][g][2] = acc[m][g][3] = 0.0f;
+
+            #pragma unroll
+            for (int kk = 0; kk < kNumKSteps; ++ kk) {
+                uint32_t a[2][4];
+                #pragma unroll
+                for (int m = 0; m < 2; ++ m)
+                    ptx::ldmatrix_x4(a[m], tile + key_tile_offset<kHeadDim>(pair * 32 + m * 16 + ld_row,
+                                                                            kk * 2 + ld_chunk));
+                #pragma unroll
+                for (int m = 0; m < 2; ++ m)
+                    #pragma unroll
+                    for (int g = 0; g < kNumGroups; ++ g)
+                        mma::fp8_mma<kBlockScaled>(acc[m][g], a[m], b_frag[g][kk]);
+            }
+
+            // relu, times w, summed over this lane's heads: v[(qi * 2 + m) * 2 + r] for key row `group + 8r`
+            float v[kNumOutputs];
+            #pragma unroll
+            for (int o = 0; o < kNumOutputs; ++ o)
+                v[o] = 0.0f;
+            #pragma unroll
+            for (int m = 0; m < 2; ++ m) {
+                #pragma unroll
+                for (int g = 0; g < kNumGroups; ++ g) {
+                    const int qi = g * 8 / kNumHeads;
+                    #pragma unroll
+                    for (int r = 0; r < 2; ++ r) {
+                        float& out = v[(qi * 2 + m) * 2 + r];
+                        #pragma unroll
+                        for (int e = 0; e < 2; ++ e) {
+                            const float x = acc[m][g][r * 2 + e];
+                            out = __fmaf_rn(x > 0.0f ? x : 0.0f, w[g][e], out);
+                        }
+                    }
+                }
+            }
+
+            // Reduce-scatter over the quad: after round 1 (xor 1) lane keeps the outputs with r = tig & 1, after
+            // round 2 (xor 2) those with m = tig >> 1; each keeps its half and adds the partner's copy of it
+            const int bit0 = tig & 1, bit1 = tig >> 1;
+            float v1[kNumOutputs / 2];
+            #pragma unroll
+            for (int o = 0; o < kNumOutputs / 2; ++ o) {
+                const float send = bit0 ? v[2 * o] : v[2 * o + 1];
+                const float keep = bit0 ? v[2 * o + 1] : v[2 * o];
+                v1[o] = keep + ptx::shfl_xor(send, 1);
+            }
+            float v2[kNumOutputs / 4];
+            #pragma unroll
+            for (int o = 0; o < kNumOutputs / 4; ++ o) {
+                const float send = bit1 ? v1[2 * o] : v1[2 * o + 1];
+                const float keep = bit1 ? v1[2 * o + 1] : v1[2 * o];
+                v2[o] = keep + ptx::shfl_xor(send, 2);
+            }
+
+            // v2[qi]: query qi, key pair_base + 16 * bit1 + 8 * bit0 + group; a warp stores 32 consecutive keys
+            const int key_offset = pair * 32 + bit1 * 16 + bit0 * 8 + group;
+            const int key = key_base + key_offset;
+            const float scale = scales[key_offset];
+            #pragma unroll
+            for (int qi = 0; qi < kQueriesPerWarp; ++ qi) {
+                const int local_q = warp * kQueriesPerWarp + qi;
+                const int lo = smem_lo[local_q], hi = smem_hi[local_q];
+                if (key < lo or key >= hi)
+                    continue;
+                const int64_t index = static_cast<int64_t>(q_begin + local_q) * logits_stride +
+                                      (max_seqlen_k > 0 ? key - lo : key);
+                const float value = v2[qi] * scale;
+                if (logits_bf16)
+                    reinterpret_cast<uint16_t*>(logits)[index] = float_to_bf16_bits(value);
+                else
+                    reinterpret_cast<float*>(logits)[index] = value;
+            }
+        }
+    }
+}
+
+} // namespace deep_gemm
