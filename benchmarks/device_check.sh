@@ -25,3 +25,8 @@ if [ "$BENCH" != "none" ]; then
     python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
     echo "bench: $(( $(date +%s) - t0 )) s"
 fi
+if [ "${NCU:-0}" = "1" ] && command -v ncu >/dev/null; then
+    ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum \
+        -k regex:sm120_fp8_paged_mqa_logits python3 benchmarks/ncu_paged.py > "$OUT/ncu_paged.log" 2>&1
+    grep -E "ideal|dram__bytes|gpu__time|==ERR" "$OUT/ncu_paged.log" | tail -12
+fi
