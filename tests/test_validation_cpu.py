@@ -1,0 +1,31 @@
+"""CPU tests of argument validation: bad arguments raise clear errors (function, argument, expected, given)
+before anything touches a GPU, so these run on a machine without one."""
+import pytest
+import torch
+
+import deep_gemm
+
+pytestmark = pytest.mark.skipif(deep_gemm._C is None, reason='deep_gemm._C is not built')
+
+
+def test_clean_logits_rejects_cpu_tensors():
+    logits = torch.zeros(4, 256)
+    ks = torch.zeros(4, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r'clean_logits: `logits` must be a CUDA tensor; got a cpu tensor of dtype '
+                                         r'torch.float32 and shape \[4, 256\]'):
+        deep_gemm._C.clean_logits_ragged(logits, ks, ks)
+
+
+def test_compile_target_errors():
+    with pytest.raises(ValueError, match="unsupported compile target 'sm_75'"):
+        deep_gemm._C.list_kernel_configs('sm_75')
+    n = len(deep_gemm._C.list_kernel_configs('sm_120a'))
+    with pytest.raises(ValueError, match=f'compile_kernel_config: `index` must be < {n}'):
+        deep_gemm._C.compile_kernel_config('sm_120a', n)
+
+
+def test_no_gpu_errors_are_clear():
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU')
+    with pytest.raises(RuntimeError, match='no CUDA device is visible'):
+        deep_gemm.get_num_sms()
