@@ -5,7 +5,7 @@
 #include <torch/python.h>
 
 #include "apis/attention.hpp"
-// [hc include]
+#include "apis/hyperconnection.hpp"
 #include "apis/jit.hpp"
 #include "apis/runtime.hpp"
 
@@ -21,5 +21,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     deep_gemm::runtime::register_apis(m);
     deep_gemm::jit_api::register_apis(m);
     deep_gemm::attention::register_apis(m);
-    // [hc register]
+    deep_gemm::hyperconnection::register_apis(m);
 }

@@ -53,11 +53,197 @@ inline void clean_logits_paged(const torch::Tensor& logits, const torch::Tensor&
 }
 
 // ==== ragged: fp8_mqa_logits, fp8_fp4_mqa_logits ====
-inline void register_ragged_apis(pybind11::module_&) {}
+} // namespace deep_gemm::attention
+// NOTES: kept inside this section for now; the lead may move it up to the other includes
+#include "../jit_kernels/impls/sm120_fp8_mqa_logits.hpp"
+namespace deep_gemm::attention {
+
+// Row stride (elements) of the logits buffer: uncompressed align(N + 256, 1024 / elem), compressed
+// align(align(max_seqlen_k, 256), 1024 / elem) (CONTRACT.md §2.1)
+inline int64_t ragged_logits_row_stride(int64_t width, bool compressed, int64_t elem_size) {
+    const auto align_to = [](int64_t x, int64_t a) { return (x + a - 1) / a * a; };
+    return compressed ? align_to(align_to(width, 256), 1024 / elem_size) : align_to(width + 256, 1024 / elem_size);
+}
+
+// The FP8 form: q [S, H, D] e4m3, k [N, D] e4m3, kv_scale [N] float32. Everything is checked before anything
+// is allocated or launched.
+inline torch::Tensor fp8_ragged_mqa_logits(const char* fn, const torch::Tensor& q, const torch::Tensor& k,
+                                           const torch::Tensor& kv_scale, const torch::Tensor& weights,
+                                           const torch::Tensor& ks, const torch::Tensor& ke, bool clean_logits,
+                                           int64_t max_seqlen_k, at::ScalarType logits_dtype) {
+    const ArgCheck c{fn};
+    c.cuda(q, "q");
+    c.dtype(q, "q", torch::kFloat8_e4m3fn);
+    c.dim(q, "q", 3, "[S, H, D]");
+    c.contiguous(q, "q");
+    const int64_t num_q = q.size(0), num_heads = q.size(1), head_dim = q.size(2);
+    c.one_of<int64_t>(num_heads, "q.shape[1]", {8, 16, 32, 64}, "the number of heads");
+    c.one_of<int64_t>(head_dim, "q.shape[2]", {32, 64, 128}, "the head dim");
+    const auto device = q.device();
+
+    c.on_device(k, "kv[0]", device);
+    c.dtype(k, "kv[0]", torch::kFloat8_e4m3fn);
+    c.dim(k, "kv[0]", 2, "[N, D]");
+    c.size(k, "kv[0]", 1, head_dim, "D, the head dim of `q`");
+    c.contiguous(k, "kv[0]");
+    const int64_t num_k = k.size(0);
+    c.on_device(kv_scale, "kv[1]", device);
+    c.dtype(kv_scale, "kv[1]", torch::kFloat);
+    c.dim(kv_scale, "kv[1]", 1, "[N]");
+    c.size(kv_scale, "kv[1]", 0, num_k, "N, the number of keys in `kv[0]`");
+    c.contiguous(kv_scale, "kv[1]");
+
+    DG_TYPE_CHECK(logits_dtype == torch::kFloat or logits_dtype == torch::kBFloat16, fn,
+                  ": `logits_dtype` must be torch.float32 or torch.bfloat16; got ", dtype_name(logits_dtype));
+    c.on_device(weights, "weights", device);
+    if (logits_dtype == torch::kBFloat16)
+        c.dtype_one_of(weights, "weights", {torch::kFloat, torch::kBFloat16});
+    else
+        c.dtype(weights, "weights", torch::kFloat);
+    c.dim(weights, "weights", 2, "[S, H]");
+    c.size(weights, "weights", 0, num_q, "S, the number of queries in `q`");
+    c.size(weights, "weights", 1, num_heads, "H, the number of heads in `q`");
+    c.last_dim_contiguous(weights, "weights");
+    for (const auto& [t, name]: {std::pair{ks, "cu_seq_len_k_start"}, std::pair{ke, "cu_seq_len_k_end"}}) {
+        c.on_device(t, name, device);
+        c.dtype(t, name, torch::kInt);
+        c.dim(t, name, 1, "[S]");
+        c.size(t, name, 0, num_q, "S, the number of queries in `q`");
+        c.contiguous(t, name);
+    }
+    DG_CHECK(max_seqlen_k >= 0, fn, ": `max_seqlen_k` must be >= 0 (0 = uncompressed output); got ", max_seqlen_k);
+    DG_CHECK(max_seqlen_k == 0 or not clean_logits, fn, ": `clean_logits=True` requires `max_seqlen_k == 0` (the "
+             "compressed layout has no columns to clean); got clean_logits=True, max_seqlen_k=", max_seqlen_k);
+    DG_CHECK(num_q < (1ll << 31) and num_k < (1ll << 31) and max_seqlen_k < (1ll << 31), fn,
+             ": S, N and max_seqlen_k must each be < 2^31; got S=", num_q, ", N=", num_k, ", max_seqlen_k=", max_seqlen_k);
+    DG_CHECK(reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0, fn, ": `q` must start 16-byte aligned; got address ",
+             q.data_ptr());
+    DG_CHECK(reinterpret_cast<uintptr_t>(k.data_ptr()) % 16 == 0, fn,
+             ": `kv[0]` must start 16-byte aligned; got address ", k.data_ptr());
+
+    const c10::cuda::CUDAGuard guard(device);
+    const bool compressed = max_seqlen_k > 0;
+    const int64_t width = compressed ? max_seqlen_k : num_k;
+    const int64_t elem_size = logits_dtype == torch::kBFloat16 ? 2 : 4;
+    const int64_t row_stride = ragged_logits_row_stride(width, compressed, elem_size);
+    auto buffer = torch::empty({num_q, row_stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
+    auto logits = buffer.narrow(1, 0, width);
+
+    const RaggedMqaLogitsArgs args{q.data_ptr(), k.data_ptr(), kv_scale.data_ptr<float>(), weights.data_ptr(),
+                                   weights.stride(0), weights.scalar_type() == torch::kBFloat16, ks.data_ptr<int>(),
+                                   ke.data_ptr<int>(), logits.data_ptr(), row_stride,
+                                   logits_dtype == torch::kBFloat16, static_cast<int>(num_q), static_cast<int>(num_k),
+                                   static_cast<int>(max_seqlen_k)};
+    launch_ragged_mqa_logits(args, static_cast<int>(num_heads), static_cast<int>(head_dim), device.index());
+    if (clean_logits)
+        launch_clean_logits(logits, static_cast<int>(num_q), static_cast<int>(num_k), CleanMode::kRagged,
+                            ks.data_ptr<int>(), ke.data_ptr<int>(), 0, 0, 1);
+    return logits;
+}
+
+inline torch::Tensor fp8_fp4_mqa_logits(const std::tuple<torch::Tensor, std::optional<torch::Tensor>>& q,
+                                        const std::tuple<torch::Tensor, torch::Tensor>& kv,
+                                        const torch::Tensor& weights, const torch::Tensor& cu_seq_len_k_start,
+                                        const torch::Tensor& cu_seq_len_k_end, bool clean_logits,
+                                        int64_t max_seqlen_k, at::ScalarType logits_dtype) {
+    const auto& [q_values, q_sf] = q;
+    // ---- FP4 dispatch: the packed-e2m1 form (q = (int8 [S, H, D/2], int32 [S, H])) goes here ----
+    DG_RUNTIME_CHECK(not q_sf.has_value(), "fp8_fp4_mqa_logits: the FP4 form (q = (packed e2m1, scales), `q[1]` not "
+                     "None) is not implemented yet in deep_gemm for SM120; pass q = (q_fp8, None) with FP8 keys");
+    return fp8_ragged_mqa_logits("fp8_fp4_mqa_logits", q_values, std::get<0>(kv), std::get<1>(kv), weights,
+                                 cu_seq_len_k_start, cu_seq_len_k_end, clean_logits, max_seqlen_k, logits_dtype);
+}
+
+inline torch::Tensor fp8_mqa_logits(const torch::Tensor& q, const std::tuple<torch::Tensor, torch::Tensor>& kv,
+                                    const torch::Tensor& weights, const torch::Tensor& cu_seq_len_k_start,
+                                    const torch::Tensor& cu_seq_len_k_end, bool clean_logits, int64_t max_seqlen_k) {
+    return fp8_ragged_mqa_logits("fp8_mqa_logits", q, std::get<0>(kv), std::get<1>(kv), weights, cu_seq_len_k_start,
+                                 cu_seq_len_k_end, clean_logits, max_seqlen_k, torch::kFloat);
+}
+
+inline void register_ragged_apis(pybind11::module_& m) {
+    namespace py = pybind11;
+    m.def("fp8_fp4_mqa_logits", &fp8_fp4_mqa_logits, py::arg("q"), py::arg("kv"), py::arg("weights"),
+          py::arg("cu_seq_len_k_start"), py::arg("cu_seq_len_k_end"), py::arg("clean_logits") = true,
+          py::arg("max_seqlen_k") = 0, py::arg("logits_dtype") = torch::kFloat);
+    m.def("fp8_mqa_logits", &fp8_mqa_logits, py::arg("q"), py::arg("kv"), py::arg("weights"),
+          py::arg("cu_seq_len_k_start"), py::arg("cu_seq_len_k_end"), py::arg("clean_logits") = true,
+          py::arg("max_seqlen_k") = 0);
+    // Internal: the FP8 MMA form cross-checks run so far in this process, as (config, passed, max_abs_diff)
+    m.def("_fp8_mma_check_log", []() {
+        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
+        py::list out;
+        for (const auto& r: fp8_mma_check_log())
+            out.append(py::make_tuple(r.key, r.passed, r.max_abs_diff));
+        return out;
+    });
+}
 // ==== end ragged ====
 
 // ==== paged: get_paged_mqa_logits_metadata, fp8_paged_mqa_logits, fp8_fp4_paged_mqa_logits ====
-inline void register_paged_apis(pybind11::module_&) {}
+} // namespace deep_gemm::attention
+#include "../jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp"
+namespace deep_gemm::attention {
+
+inline torch::Tensor fp8_fp4_paged_mqa_logits(const pybind11::object& q, const torch::Tensor& kv_cache,
+                                              const torch::Tensor& weights, const torch::Tensor& context_lens,
+                                              const torch::Tensor& block_table, const torch::Tensor& schedule_meta,
+                                              int64_t max_context_len, bool clean_logits, at::ScalarType logits_dtype,
+                                              const std::optional<torch::Tensor>& indices) {
+    constexpr const char* fn = "fp8_fp4_paged_mqa_logits";
+    torch::Tensor q_tensor;
+    std::optional<torch::Tensor> q_sf;
+    if (pybind11::isinstance<pybind11::tuple>(q) or pybind11::isinstance<pybind11::list>(q)) {
+        const auto seq = q.cast<pybind11::sequence>();
+        DG_TYPE_CHECK(seq.size() == 2, fn, ": `q` must be a tuple (q, q_sf); got a sequence of length ", seq.size());
+        q_tensor = seq[0].cast<torch::Tensor>();
+        if (not seq[1].is_none())
+            q_sf = seq[1].cast<torch::Tensor>();
+    } else {
+        q_tensor = q.cast<torch::Tensor>();
+    }
+    // NOTES: the FP4 indexer (packed int8 q with int32 scales) dispatches here once its kernel exists
+    DG_RUNTIME_CHECK(not q_sf.has_value(), fn, ": FP4 q (a `(q, q_sf)` tuple with scales) is not implemented yet in "
+                     "this build; pass `(q_fp8, None)` with float8_e4m3fn q");
+    return paged_mqa_logits(fn, q_tensor, kv_cache, weights, context_lens, block_table, schedule_meta,
+                            max_context_len, clean_logits, logits_dtype, indices);
+}
+
+inline torch::Tensor fp8_paged_mqa_logits(const torch::Tensor& q, const torch::Tensor& kv_cache,
+                                          const torch::Tensor& weights, const torch::Tensor& context_lens,
+                                          const torch::Tensor& block_table, const torch::Tensor& schedule_meta,
+                                          int64_t max_context_len, bool clean_logits,
+                                          const std::optional<torch::Tensor>& indices) {
+    return paged_mqa_logits("fp8_paged_mqa_logits", q, kv_cache, weights, context_lens, block_table, schedule_meta,
+                            max_context_len, clean_logits, torch::kFloat, indices);
+}
+
+inline void register_paged_apis(pybind11::module_& m) {
+    namespace py = pybind11;
+    m.def("get_paged_mqa_logits_metadata", &get_paged_mqa_logits_metadata, py::arg("context_lens"),
+          py::arg("block_kv"), py::arg("num_sms"), py::arg("indices") = py::none());
+    m.def("fp8_paged_mqa_logits", &fp8_paged_mqa_logits, py::arg("q"), py::arg("kv_cache"), py::arg("weights"),
+          py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"), py::arg("max_context_len"),
+          py::arg("clean_logits") = false, py::arg("indices") = py::none());
+    m.def("fp8_fp4_paged_mqa_logits", &fp8_fp4_paged_mqa_logits, py::arg("q"), py::arg("kv_cache"),
+          py::arg("weights"), py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"),
+          py::arg("max_context_len"), py::arg("clean_logits") = false, py::arg("logits_dtype") = at::kFloat,
+          py::arg("indices") = py::none());
+    // Internal: the block-scaled cross-check's decisions, for tests
+    m.def("_paged_mqa_logits_xcheck_results", []() {
+        auto& state = PagedXCheckState::get();
+        std::lock_guard<std::mutex> lock(state.mutex);
+        py::dict d;
+        for (const auto& [k, ok]: state.results)
+            d[py::make_tuple(std::get<0>(k), std::get<1>(k), std::get<2>(k))] = ok;
+        return d;
+    });
+    m.def("_paged_mqa_logits_xcheck_reset", []() {
+        auto& state = PagedXCheckState::get();
+        std::lock_guard<std::mutex> lock(state.mutex);
+        state.results.clear();
+    });
+}
 // ==== end paged ====
 
 inline void register_apis(pybind11::module_& m) {

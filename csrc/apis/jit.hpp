@@ -8,9 +8,9 @@
 
 #include "../jit/cache.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
-// [paged include]
-// [ragged include]
-// [hc include]
+#include "../jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp"
+#include "../jit_kernels/impls/sm120_fp8_mqa_logits.hpp"
+#include "../jit_kernels/impls/sm120_tf32_hc_prenorm_gemm.hpp"
 #include "../jit_kernels/impls/smxx_ceilings.hpp"
 
 namespace deep_gemm::jit_api {
@@ -24,9 +24,9 @@ inline std::vector<KernelSpec> all_kernel_specs(const std::string& target, bool 
         for (auto& s: more) specs.push_back(std::move(s));
     };
     add(CleanLogitsConfig::enumerate(arch));
-    // [paged add]
-    // [ragged add]
-    // [hc add]
+    add(PagedMQALogitsConfig::enumerate(arch));
+    add(RaggedMqaLogitsConfig::enumerate(arch));
+    add(HcPrenormGemmConfig::enumerate(arch));
     add(CeilingConfig::enumerate(arch));
     return specs;
 }

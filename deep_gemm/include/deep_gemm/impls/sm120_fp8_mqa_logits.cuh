@@ -182,6 +182,15 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
             if (pair_base >= warp_hi or pair_base + 32 <= warp_lo)
                 continue;
 
+#if defined(__CUDA_ARCH__) and __CUDA_ARCH__ == 900
+            // NOTES: sm_90 emulates the FP8 MMA through F16 operands; hoisting q's F16 copies out of this loop
+            // would double their registers and spill. An empty asm makes q opaque per pair-tile (no instructions).
+            #pragma unroll
+            for (int g = 0; g < kNumGroups; ++ g)
+                #pragma unroll
+                for (int kk = 0; kk < kNumKSteps; ++ kk)
+                    asm volatile("" : "+r"(b_frag[g][kk][0]), "+r"(b_frag[g][kk][1]));
+#endif
             float acc[2][kNumGroups][4];
             #pragma unroll
             for (int m = 0; m < 2; ++ m)

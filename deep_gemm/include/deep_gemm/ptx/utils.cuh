@@ -76,4 +76,18 @@ DG_DEVICE int ld_nc(const int* ptr) {
     return v;
 }
 
+// --- portable mbarrier parity wait (paged MQA logits) ------------------------------------------------------------------
+// `mbarrier.try_wait` needs sm_90; sm_80/sm_89 spin on `mbarrier.test_wait`
+DG_DEVICE void mbarrier_wait_parity(uint64_t* bar, uint32_t phase) {
+#if defined(__CUDA_ARCH__) and __CUDA_ARCH__ < 900
+    uint32_t done = 0;
+    while (not done) {
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n\tselp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done) : "r"(smem_addr(bar)), "r"(phase) : "memory");
+    }
+#else
+    mbarrier_wait(bar, phase);
+#endif
+}
+
 } // namespace deep_gemm::ptx

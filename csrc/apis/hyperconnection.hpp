@@ -1,0 +1,109 @@
+#pragma once
+
+// The mHC (manifold-constrained hyper-connection) API: `tf32_hc_prenorm_gemm` (CONTRACT.md §3).
+
+#include <optional>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <torch/python.h>
+
+#include "../utils/checks.hpp"
+#include "../jit_kernels/impls/sm120_tf32_hc_prenorm_gemm.hpp"
+
+namespace deep_gemm::hyperconnection {
+
+// Validates everything before anything is written, then launches (nothing for M = 0)
+inline void hc_prenorm_gemm(const char* fn, const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
+                            const torch::Tensor& sqr_sum, const std::optional<int64_t>& num_splits, bool round_rna) {
+    using T = HcPrenormTiling;
+    // NOTES: dtypes and shapes first, devices last, so every check but the device one can be exercised on the CPU
+    const ArgCheck c{fn};
+    for (const auto& [t, name]: {std::pair{a, "a"}, std::pair{b, "b"}, std::pair{d, "d"}, std::pair{sqr_sum, "sqr_sum"}})
+        c.defined(t, name);
+    c.dtype(a, "a", torch::kBFloat16);
+    c.dtype(b, "b", torch::kFloat);
+    c.dtype(d, "d", torch::kFloat);
+    c.dtype(sqr_sum, "sqr_sum", torch::kFloat);
+    c.dim(a, "a", 2, "[M, K]");
+    c.dim(b, "b", 2, "[N, K]");
+    const int64_t m = a.size(0), k = a.size(1), n = b.size(0);
+    c.size(b, "b", 1, k, "K, as `a`.shape[1]");
+    DG_CHECK(1 <= n and n <= T::kMaxN, fn, ": `b`.shape[0] (N) must be in [1, ", T::kMaxN, "]; got ", describe(b));
+    DG_CHECK(k > 0 and k % T::kBlockK == 0, fn, ": K (`a`.shape[1]) must be a positive multiple of ", T::kBlockK,
+             "; got ", describe(a));
+    DG_CHECK(m < (int64_t{1} << 31) and k < (int64_t{1} << 31), fn,
+             ": `a` is too large (M must be < 2^31, K < 2^31); got ", describe(a));
+
+    int64_t splits = 1;
+    if (num_splits.has_value()) {
+        splits = *num_splits;
+        DG_CHECK(splits >= 1 and splits <= 65535, fn, ": `num_splits` must be in [1, 65535] or None; got ", splits);
+        DG_CHECK(k % splits == 0 and (k / splits) % T::kBlockK == 0, fn, ": K / `num_splits` must be a multiple of ",
+                 T::kBlockK, " (each split is a contiguous K range of whole ", T::kBlockK, "-wide steps); got K = ",
+                 k, ", num_splits = ", splits);
+        c.dim(d, "d", 3, "[num_splits, M, N] (num_splits is given)");
+        c.size(d, "d", 0, splits, "num_splits");
+        c.size(d, "d", 1, m, "M, as `a`.shape[0]");
+        c.size(d, "d", 2, n, "N, as `b`.shape[0]");
+        c.dim(sqr_sum, "sqr_sum", 2, "[num_splits, M] (num_splits is given)");
+        c.size(sqr_sum, "sqr_sum", 0, splits, "num_splits");
+        c.size(sqr_sum, "sqr_sum", 1, m, "M, as `a`.shape[0]");
+    } else {
+        c.dim(d, "d", 2, "[M, N] (num_splits is None)");
+        c.size(d, "d", 0, m, "M, as `a`.shape[0]");
+        c.size(d, "d", 1, n, "N, as `b`.shape[0]");
+        c.dim(sqr_sum, "sqr_sum", 1, "[M] (num_splits is None)");
+        c.size(sqr_sum, "sqr_sum", 0, m, "M, as `a`.shape[0]");
+    }
+
+    c.last_dim_contiguous(a, "a");
+    c.last_dim_contiguous(b, "b");
+    DG_CHECK(m <= 1 or (a.stride(0) >= k and a.stride(0) % 8 == 0), fn,
+             ": `a` rows must be 16-byte aligned and not overlap (row stride a multiple of 8 elements, >= K); got "
+             "row stride ", a.stride(0), " for ", describe(a));
+    DG_CHECK(n <= 1 or (b.stride(0) >= k and b.stride(0) % 4 == 0), fn,
+             ": `b` rows must be 16-byte aligned and not overlap (row stride a multiple of 4 elements, >= K); got "
+             "row stride ", b.stride(0), " for ", describe(b));
+    DG_CHECK(m == 0 or reinterpret_cast<uintptr_t>(a.data_ptr()) % 16 == 0, fn,
+             ": `a` must start at a 16-byte-aligned address (a view at an element offset is not supported)");
+    DG_CHECK(reinterpret_cast<uintptr_t>(b.data_ptr()) % 16 == 0, fn,
+             ": `b` must start at a 16-byte-aligned address (a view at an element offset is not supported)");
+    c.contiguous(d, "d");
+    c.contiguous(sqr_sum, "sqr_sum");
+    c.cuda(a, "a");
+    for (const auto& [t, name]: {std::pair{b, "b"}, std::pair{d, "d"}, std::pair{sqr_sum, "sqr_sum"}}) {
+        DG_CHECK(t.device() == a.device(), fn, ": `", name, "` must be on ", a.device().str(), " (where `a` is); got ",
+                 describe(t));
+    }
+
+    const auto [major, minor] = jit::DeviceRuntime::capability(a.get_device());
+    DG_RUNTIME_CHECK(major * 10 + minor >= 80, fn, ": needs a GPU of sm_80 or newer (TF32 mma.sync, cp.async); "
+                     "running on ", jit::DeviceRuntime::device_description(a.get_device()));
+    launch_tf32_hc_prenorm_gemm(a, b, d, sqr_sum, static_cast<int>(splits), round_rna);
+}
+
+inline void register_apis(pybind11::module_& m) {
+    namespace py = pybind11;
+    m.def("tf32_hc_prenorm_gemm",
+          [](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d, const torch::Tensor& sqr_sum,
+             const std::optional<int64_t>& num_splits) {
+              hc_prenorm_gemm("tf32_hc_prenorm_gemm", a, b, d, sqr_sum, num_splits, kHcDefaultRoundRNA);
+          },
+          py::arg("a"), py::arg("b"), py::arg("d"), py::arg("sqr_sum"), py::arg("num_splits") = py::none(),
+          "d = a @ b.T (TF32 operands, FP32 accumulation) and sqr_sum = (a.float() ** 2).sum(-1); with `num_splits`, "
+          "split i covers K range [i*K/s, (i+1)*K/s) and writes d[i], sqr_sum[i]");
+    // Internal: the same kernel with an explicit TF32 rounding of `b` ('truncate' or 'rna'), for tests
+    m.def("_tf32_hc_prenorm_gemm_rounding",
+          [](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d, const torch::Tensor& sqr_sum,
+             const std::optional<int64_t>& num_splits, const std::string& b_rounding) {
+              DG_CHECK(b_rounding == "truncate" or b_rounding == "rna", "_tf32_hc_prenorm_gemm_rounding: ",
+                       "`b_rounding` must be 'truncate' or 'rna'; got '", b_rounding, "'");
+              hc_prenorm_gemm("_tf32_hc_prenorm_gemm_rounding", a, b, d, sqr_sum, num_splits, b_rounding == "rna");
+          },
+          py::arg("a"), py::arg("b"), py::arg("d"), py::arg("sqr_sum"), py::arg("num_splits") = py::none(),
+          py::arg("b_rounding") = "truncate");
+    m.def("_tf32_hc_prenorm_gemm_default_rounding", []() { return std::string(kHcDefaultRoundRNA ? "rna" : "truncate"); });
+}
+
+} // namespace deep_gemm::hyperconnection

@@ -1,0 +1,214 @@
+#pragma once
+
+// Host side of the ragged (prefill) FP8 MQA logits kernel (`deep_gemm/include/deep_gemm/impls/sm120_fp8_mqa_logits.cuh`):
+// source generation, the compile-only enumeration, the one-time FP8 MMA form cross-check, and the launch.
+
+#include <Python.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime.h>
+#include <map>
+#include <mutex>
+#include <torch/python.h>
+#include <vector>
+
+#include "../../jit/cache.hpp"
+#include "../../jit/device_runtime.hpp"
+#include "../heuristics/sm120_mqa_logits.hpp"
+#include "../registry.hpp"
+
+namespace deep_gemm {
+
+struct RaggedMqaLogitsConfig {
+    RaggedMqaLogitsPlan plan;
+
+    std::string symbol() const { return "sm120_fp8_mqa_logits"; }
+
+    std::string generate() const {
+        const auto& p = plan;
+        return cat("#include <deep_gemm/impls/sm120_fp8_mqa_logits.cuh>\n\n",
+                   "extern \"C\" __global__ void __launch_bounds__(", p.num_threads(), ", 1) ", symbol(), "(\n",
+                   "        const deep_gemm::uint8_t* q, const deep_gemm::uint8_t* k, const float* kv_scale,\n",
+                   "        const void* weights, long long weights_stride, int weights_bf16, const int* ks,\n",
+                   "        const int* ke, void* logits, long long logits_stride, int logits_bf16, int num_q,\n",
+                   "        int num_k, int max_seqlen_k, int num_splits) {\n",
+                   "    deep_gemm::sm120_fp8_mqa_logits_impl<", p.num_heads, ", ", p.head_dim, ", ",
+                   p.block_scaled ? "true" : "false", ", ", p.num_warps, ", ", p.block_k, ", ", p.num_stages, ">(\n",
+                   "        q, k, kv_scale, weights, weights_stride, weights_bf16, ks, ke, logits, logits_stride,\n",
+                   "        logits_bf16, num_q, num_k, max_seqlen_k, num_splits);\n",
+                   "}\n");
+    }
+
+    std::string description() const {
+        const auto& p = plan;
+        return cat("H=", p.num_heads, " D=", p.head_dim, " mma=", p.block_scaled ? "block_scaled" : "plain",
+                   " warps=", p.num_warps, " block_k=", p.block_k, " stages=", p.num_stages);
+    }
+
+    // Every config the heuristics can pick: each (H, D), with the plain form and, where the target has it,
+    // the block-scaled form (the default there; the plain form is the env override and the fallback)
+    static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
+        std::vector<KernelSpec> specs;
+        for (const int h: kRaggedHeads) {
+            for (const int d: kRaggedHeadDims) {
+                for (const bool block_scaled: {false, true}) {
+                    if (block_scaled and not arch.block_scaled_mma)
+                        continue;
+                    const RaggedMqaLogitsConfig c{plan_ragged_mqa_logits(arch, h, d, block_scaled)};
+                    std::vector<std::string> sass = {"LDSM", "LDGSTS"};
+                    if (arch.is_sm120_family())
+                        sass.push_back(block_scaled ? "QMMA.SF.16832.F32.E4M3.E4M3" : "QMMA.16832.F32.E4M3.E4M3");
+                    else if (arch.major == 9)
+                        sass.push_back("HMMA");     // sm_90 emulates FP8 mma.sync with F16 HMMA
+                    specs.push_back({"mqa_logits", c.symbol(), c.generate(), c.description(), c.plan.num_threads(),
+                                     c.plan.smem_bytes(), sass});
+                }
+            }
+        }
+        return specs;
+    }
+};
+
+// The raw arguments of one launch
+struct RaggedMqaLogitsArgs {
+    const void* q;
+    const void* k;
+    const float* kv_scale;
+    const void* weights;
+    int64_t weights_stride;
+    bool weights_bf16;
+    const int* ks;
+    const int* ke;
+    void* logits;
+    int64_t logits_stride;
+    bool logits_bf16;
+    int num_q, num_k, max_seqlen_k;
+};
+
+inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, const ArchSpec& arch,
+                                          const RaggedMqaLogitsArgs& a, int device, cudaStream_t stream) {
+    if (a.num_q == 0 or a.num_k == 0)
+        return;
+    const auto runtime = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
+                                                                 jit::DeviceRuntime::compile_target(device));
+    const auto& p = config.plan;
+    const int num_splits = p.num_splits(arch, a.num_q, a.num_k);
+    const int num_tiles = (a.num_q + p.block_q() - 1) / p.block_q();
+    jit::LaunchConfig launch;
+    launch.grid_x = static_cast<unsigned>(num_tiles) * static_cast<unsigned>(num_splits);
+    launch.block_x = static_cast<unsigned>(p.num_threads());
+    launch.smem_bytes = static_cast<unsigned>(p.smem_bytes());
+    launch.stream = stream;
+    launch.device = device;
+    runtime->launch(launch, static_cast<const uint8_t*>(a.q), static_cast<const uint8_t*>(a.k), a.kv_scale,
+                    a.weights, static_cast<long long>(a.weights_stride), static_cast<int>(a.weights_bf16), a.ks,
+                    a.ke, a.logits, static_cast<long long>(a.logits_stride), static_cast<int>(a.logits_bf16),
+                    a.num_q, a.num_k, a.max_seqlen_k, num_splits);
+}
+
+// --- The one-time cross-check of the block-scaled FP8 form against its plain twin (SM120.md §4) ---------------------
+// NOTES: written against (config, launcher) only, so another family can reuse the bookkeeping by key.
+
+struct Fp8MmaCheckRecord {
+    std::string key;
+    bool passed;
+    double max_abs_diff;
+};
+
+inline std::mutex& fp8_mma_check_mutex() { static std::mutex m; return m; }
+inline std::map<std::string, bool>& fp8_mma_check_results() { static std::map<std::string, bool> r; return r; }
+inline std::vector<Fp8MmaCheckRecord>& fp8_mma_check_log() { static std::vector<Fp8MmaCheckRecord> l; return l; }
+
+// Runs candidate and twin on a small random input (fixed seed, local generator: the caller's RNG is untouched)
+inline Fp8MmaCheckRecord cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig& candidate, const ArchSpec& arch,
+                                                       int device, cudaStream_t stream, bool inject_fault) {
+    const auto& p = candidate.plan;
+    RaggedMqaLogitsConfig twin = candidate;
+    twin.plan.block_scaled = false;
+    const int s = 2 * p.block_q() + 3, n = 3 * p.block_k + 17;
+    auto gen = at::detail::createCPUGenerator(0x5eed);
+    const auto cpu = torch::TensorOptions().dtype(torch::kFloat);
+    const auto dev = torch::TensorOptions().device(torch::kCUDA, device);
+    const auto q = torch::randn({s, p.num_heads, p.head_dim}, gen, cpu).to(dev.dtype(torch::kFloat8_e4m3fn));
+    const auto k = torch::randn({n, p.head_dim}, gen, cpu).to(dev.dtype(torch::kFloat8_e4m3fn));
+    const auto scale = (torch::rand({n}, gen, cpu) + 0.5).to(dev.dtype(torch::kFloat));
+    const auto w = torch::randn({s, p.num_heads}, gen, cpu).to(dev.dtype(torch::kFloat));
+    const auto ks = torch::randint(0, n / 2, {s}, gen, cpu.dtype(torch::kLong)).to(dev.dtype(torch::kInt));
+    const auto ke = torch::randint(n / 2, n + 1, {s}, gen, cpu.dtype(torch::kLong)).to(dev.dtype(torch::kInt));
+    std::vector<torch::Tensor> outs;
+    for (const RaggedMqaLogitsConfig* c: {&candidate, static_cast<const RaggedMqaLogitsConfig*>(&twin)}) {
+        auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
+        RaggedMqaLogitsArgs a{q.data_ptr(), k.data_ptr(), scale.data_ptr<float>(), w.data_ptr(), w.stride(0), false,
+                              ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0), false, s, n, 0};
+        launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
+        outs.push_back(out);
+    }
+    if (inject_fault)
+        outs[0].index_put_({0, n - 1}, outs[0].index({0, n - 1}) + 1.0f);
+    // Both forms round identically (unit scales): allow only float-rounding-level disagreement
+    const double max_abs_diff = (outs[0] - outs[1]).abs().max().item<double>();
+    const double magnitude = outs[1].abs().max().item<double>();
+    const bool passed = std::isfinite(max_abs_diff) and max_abs_diff <= 1e-6 * magnitude;
+    return {candidate.description(), passed, max_abs_diff};
+}
+
+// The form to launch with: the plan's, unless its cross-check fails (or cannot run yet, during graph capture)
+inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const ArchSpec& arch, int device,
+                                 cudaStream_t stream) {
+    const auto mode = fp8_mma_check_mode();
+    const bool candidate = config.plan.block_scaled;
+    const bool needs_check = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail or
+                             (mode == MmaCheckMode::kDefault and candidate and not kFp8BlockScaledValidatedOnHardware);
+    if (not needs_check)
+        return candidate;
+    const auto key = cat(config.description(), " on device ", device,
+                         mode == MmaCheckMode::kForce ? " (forced)" : mode == MmaCheckMode::kForceFail ? " (fault)" : "");
+    {
+        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
+        const auto it = fp8_mma_check_results().find(key);
+        if (it != fp8_mma_check_results().end())
+            return it->second ? candidate : false;
+    }
+    // The check synchronizes: never inside a CUDA-graph capture. Use the plain twin for this call, decide later.
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    DG_RUNTIME_CHECK(cudaStreamIsCapturing(stream, &capture) == cudaSuccess, "fp8_mqa_logits: cudaStreamIsCapturing failed");
+    if (capture != cudaStreamCaptureStatusNone)
+        return false;
+    const auto record = cross_check_ragged_mqa_logits(config, arch, device, stream, mode == MmaCheckMode::kForceFail);
+    {
+        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
+        fp8_mma_check_results()[key] = record.passed;
+        fp8_mma_check_log().push_back({key, record.passed, record.max_abs_diff});
+    }
+    if (not record.passed) {
+        const auto msg = cat("deep_gemm: the ", candidate ? "block-scaled" : "candidate", " FP8 mma.sync form of ",
+                             config.description(), " disagrees with the plain form (max abs diff ", record.max_abs_diff,
+                             ") on ", jit::DeviceRuntime::device_description(device),
+                             "; falling back to the plain form for this configuration");
+        if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0)
+            throw pybind11::error_already_set();
+    }
+    return record.passed ? candidate : false;
+}
+
+// The public path: plan, pick the MMA form (cross-checked once), launch on the current stream
+inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_heads, int head_dim, int device) {
+    if (args.num_q == 0 or args.num_k == 0)
+        return;
+    const auto arch = current_arch_spec();
+    RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, choose_block_scaled_fp8_mma(arch))};
+    const auto stream = at::cuda::getCurrentCUDAStream(device).stream();
+    config.plan.block_scaled = resolve_block_scaled(config, arch, device, stream);
+    if (get_env_flag("DG_PRINT_CONFIGS")) {
+        static std::mutex print_mutex;
+        static std::map<std::string, bool> printed;
+        std::lock_guard<std::mutex> lock(print_mutex);
+        if (not printed[config.description()]) {
+            printed[config.description()] = true;
+            std::fprintf(stderr, "deep_gemm: mqa_logits config: %s, smem %d B\n", config.description().c_str(),
+                         config.plan.smem_bytes());
+        }
+    }
+    launch_ragged_mqa_logits_with(config, arch, args, device, stream);
+}
+
+} // namespace deep_gemm

@@ -1,0 +1,101 @@
+"""Paged (decode) FP8 MQA logits on DeepSeek-V4 shapes (H = 64, D = 128, block_kv = 64), the schedule metadata
+kernel, and the warm host overhead of both calls."""
+import time
+
+import torch
+
+from .common import Row, gpu_time
+
+H, D, BKV = 64, 128, 64
+
+
+def _inputs(B, ctx_len, next_n, seed=0):
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    pages_per_req = (ctx_len + BKV - 1) // BKV
+    num_pages = B * pages_per_req
+    kv = torch.empty(num_pages, BKV * (D + 4), dtype=torch.uint8, device='cuda')
+    kv[:, :BKV * D] = torch.randn(num_pages, BKV * D, device='cuda', generator=g).to(torch.float8_e4m3fn) \
+        .view(torch.uint8)
+    kv[:, BKV * D:] = (torch.rand(num_pages, BKV, device='cuda', generator=g) * 0.1 + 0.01).view(torch.uint8)
+    block_table = torch.randperm(num_pages, device='cuda', generator=g).int().view(B, pages_per_req)
+    ctx = torch.full((B, next_n), ctx_len, dtype=torch.int32, device='cuda')
+    ctx -= torch.arange(next_n - 1, -1, -1, device='cuda', dtype=torch.int32)[None]
+    q = torch.randn(B, next_n, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn)
+    w = torch.randn(B * next_n, H, device='cuda', generator=g)
+    return q, kv.view(num_pages, BKV, 1, D + 4), w, ctx, block_table
+
+
+def _check(out, q, kv, w, ctx, block_table, num_reqs=3):
+    from ..testing import calc_diff
+    B, n = ctx.shape
+    got, ref = [], []
+    for b in torch.linspace(0, B - 1, num_reqs).long().tolist():
+        L = int(ctx[b].max())
+        pages = block_table[b, :(L + BKV - 1) // BKV].long()
+        raw = kv.view(kv.shape[0], -1)[pages]
+        k = raw[:, :BKV * D].contiguous().view(torch.float8_e4m3fn).double().view(-1, D)[:L]
+        s = raw[:, BKV * D:].contiguous().view(torch.float32).double().view(-1)[:L]
+        for t in range(n):
+            lt = int(ctx[b, t])
+            score = (q[b, t].double() @ k[:lt].T).relu()
+            ref.append((score * w[b * n + t].double()[:, None]).sum(0) * s[:lt])
+            got.append(out[b * n + t, :lt].double())
+    diff = calc_diff(torch.cat(got), torch.cat(ref))
+    return f'{"ok" if diff < 1e-5 else "FAIL"} diff {diff:.1e}'
+
+
+def _host_overhead_us(fn, num_calls=200):
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(num_calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / num_calls * 1e6
+
+
+def run(ceilings) -> list:
+    import deep_gemm
+    rows = []
+    num_sms = deep_gemm.get_num_sms()
+
+    # Warm host overhead on tiny inputs (no sync in the loop; the value check is cached after the first call)
+    q, kv, w, ctx, bt = _inputs(2, 256, 1)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+    host_meta = _host_overhead_us(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms))
+    host_logits = _host_overhead_us(lambda: deep_gemm.fp8_paged_mqa_logits(q, kv, w, ctx, bt, meta, 256, False))
+    host_note = f'host overhead: metadata {host_meta:.1f} us, logits {host_logits:.1f} us per call'
+
+    for B, ctx_len, next_n in ((64, 65536, 1), (64, 8192, 1), (4096, 2048, 1), (64, 32768, 2)):
+        q, kv, w, ctx, bt = _inputs(B, ctx_len, next_n)
+        meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+
+        def call():
+            return deep_gemm.fp8_paged_mqa_logits(q, kv, w, ctx, bt, meta, ctx_len, False)
+
+        check = _check(call(), q, kv, w, ctx, bt)
+        t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+        tokens = B * ctx_len
+        valid = int(ctx.sum().item())
+        rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
+                        bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
+                        bytes_written=valid * 4, flops=2 * H * D * valid, check=check, notes=[host_note]))
+        del q, kv, w, ctx, bt
+        torch.cuda.empty_cache()
+
+    # The metadata kernel for B = 4096
+    ctx = torch.randint(1, 65536, (4096, 1), dtype=torch.int32, device='cuda')
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+    pages = (ctx.view(-1).long() + BKV - 1) // BKV
+    total = int(pages.sum())
+    s = torch.arange(num_sms, device='cuda', dtype=torch.long) * total // num_sms
+    incl = pages.cumsum(0)
+    b = torch.searchsorted(incl, s, right=True)
+    expect = torch.stack([b, s - (incl[b] - pages[b])], 1).int()
+    ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
+    t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
+    rows.append(Row(name='paged_mqa_logits_metadata B=4096', seconds=t, bytes_read=ctx.numel() * 4 * 2,
+                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch',
+                    notes=[host_note]))
+    return rows

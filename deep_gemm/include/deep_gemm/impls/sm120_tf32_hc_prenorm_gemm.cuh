@@ -1,0 +1,353 @@
+#pragma once
+
+// The mHC pre-norm GEMM (CONTRACT.md §3): d = a · bᵀ with TF32 operands and FP32 accumulation, and
+// sqr_sum[m] = Σ_k a[m, k]², both from one pass over `a`.
+//
+// One CTA computes a kBlockM-row tile of `a` over one K range. Grid: x = M tile, y = internal K split,
+// z = caller's split (`num_splits`). A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a`
+// (bf16) and `b` (fp32, only rows < N) through shared memory. 8 warps = 4 row groups (32 rows each) x 2 K halves;
+// a warp owns 2 m16 tiles x kNumNTiles n8 tiles and runs tf32 `mma.sync m16n8k8`.
+//
+// NOTES: the order of k inside one m16n8k8 step does not change the product, so each lane takes a contiguous
+// run of 8 k (one 16-byte load of `a`, two of `b`) per 32-k chunk and step q uses its elements 2q and 2q+1 as
+// the fragment's "k = t" and "k = t + 4". A bf16 pair (one 32-bit word) is then the a0/a2 pair of a fragment:
+// `w << 16` and `w & 0xffff0000` are exact tf32 values. The same registers feed the squares, which are exact in
+// FP32 (8-bit mantissas), so sqr_sum differs from FP32 math only by accumulation order.
+//
+// Determinism: every sum has a fixed order: per lane sequential over k, then a fixed shuffle tree over the 4
+// lanes of a quad, then K half 0 + K half 1, then (with internal splits) split 0 + 1 + ... in index order,
+// done by whichever CTA of a tile arrives last at a counter (the counter only elects it; no float atomics).
+
+#include "../common/types.cuh"
+#include "../mma/mma.cuh"
+#include "../ptx/utils.cuh"
+
+namespace deep_gemm {
+
+namespace hc_prenorm {
+
+// 16-byte cp.async with zero fill: `valid == false` copies no byte and writes 16 zeros
+DG_DEVICE void cp_async_16_zfill(uint32_t smem_dst, const void* gmem_src, bool valid) {
+    const uint32_t src_size = valid ? 16u : 0u;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(smem_dst), "l"(gmem_src), "r"(src_size)
+                 : "memory");
+}
+
+DG_DEVICE void lds_128(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+
+// L2-coherent loads of partials written by other CTAs of this launch
+DG_DEVICE float4 ld_cg_f4(const float* ptr) {
+    float4 v;
+    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(ptr)
+                 : "memory");
+    return v;
+}
+
+DG_DEVICE uint32_t atomic_add_u32(uint32_t* ptr, uint32_t v) {
+    uint32_t old;
+    asm volatile("atom.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(ptr), "r"(v) : "memory");
+    return old;
+}
+
+// fp32 bits -> tf32 operand: explicit truncation (the low 13 mantissa bits cleared) or round-to-nearest-away
+template <bool kRoundRNA>
+DG_DEVICE uint32_t b_to_tf32(uint32_t bits) {
+    if constexpr (kRoundRNA)
+        return mma::to_tf32(__uint_as_float(bits));
+    else
+        return bits & 0xffffe000u;
+}
+
+} // namespace hc_prenorm
+
+// Workspace (only with internal splits): per (user split, internal split, M tile) a block of
+// kBlockM x kBlockN partial products followed by kBlockM partial square sums; `counters` holds one zeroed
+// uint32 per (user split, M tile).
+template <int kNumNTiles, bool kRoundRNA, int kBlockM, int kBlockK, int kNumStages, int kNumThreads>
+DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t lda, const float* b, const int64_t ldb,
+                                               float* d, float* sqr_sum, float* workspace, uint32_t* counters,
+                                               const int M, const int N, const int K, const int num_user_splits,
+                                               const int num_int_splits) {
+    using namespace hc_prenorm;
+    constexpr int kBlockN = kNumNTiles * 8;
+    constexpr int kWarpM = 32;
+    constexpr int kNumMGroups = kBlockM / kWarpM;
+    constexpr int kNumWarps = kNumThreads / 32;
+    constexpr int kNumKGroups = kNumWarps / kNumMGroups;
+    constexpr int kWarpK = kBlockK / kNumKGroups;
+    constexpr int kChunksA = kBlockK / 8;                       // 16-byte chunks per `a` row of a stage
+    constexpr int kChunksB = kBlockK / 4;                       // 16-byte chunks per `b` row of a stage
+    constexpr int kStageBytesA = kBlockM * kBlockK * 2;
+    constexpr int kStageBytesB = kBlockN * kBlockK * 4;
+    constexpr int kStageBytes = kStageBytesA + kStageBytesB;
+    constexpr int kRedPitch = kBlockN + 4;                      // floats; padded against bank conflicts
+    constexpr int kWsBlock = kBlockM * kBlockN + kBlockM;
+    static_assert(1 <= kNumNTiles and kNumNTiles <= 4, "N must be at most 32");
+    static_assert(kBlockK == 64 and kChunksA == 8, "the `a` swizzle assumes 128-byte rows");
+    static_assert(kNumKGroups == 2 and kWarpK == 32, "8 warps: 4 row groups x 2 K halves of 32");
+    static_assert(kBlockM % kWarpM == 0 and kNumMGroups * kNumKGroups == kNumWarps, "warp layout");
+    static_assert(kBlockM * kRedPitch * 4 + kBlockM * 4 + 16 <= kStageBytes * kNumStages, "epilogue smem");
+    static_assert(kBlockM % 4 == 0 and kWsBlock % 4 == 0, "float4 workspace blocks");
+    static_assert(kNumStages >= 2, "pipeline");
+
+    extern __shared__ __align__(128) uint8_t smem_buf[];
+    const uint32_t smem_base = ptx::smem_addr(smem_buf);
+    const uint32_t smem_a = smem_base;
+    const uint32_t smem_b = smem_base + kNumStages * kStageBytesA;
+
+    const int tid = static_cast<int>(threadIdx.x);
+    const int warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t = lane % 4;
+    const int wm = warp % kNumMGroups, kg = warp / kNumMGroups;
+
+    const int tile = static_cast<int>(blockIdx.x), split = static_cast<int>(blockIdx.y);
+    const int user_split = static_cast<int>(blockIdx.z);
+    const int num_m_tiles = static_cast<int>(gridDim.x);
+    const int m_base = tile * kBlockM;
+    const int valid_rows = min_of(kBlockM, M - m_base);
+    // Rows read by some warp: the row groups holding a valid row (the rest of such a group is zero-filled)
+    const int active_rows = min_of(kBlockM, align_up(valid_rows, kWarpM));
+    const bool warp_active = wm * kWarpM < valid_rows;
+
+    const int kb_per_user = K / kBlockK / num_user_splits;
+    const int kb_begin = user_split * kb_per_user + split * kb_per_user / num_int_splits;
+    const int kb_end = user_split * kb_per_user + (split + 1) * kb_per_user / num_int_splits;
+    const int num_kb = kb_end - kb_begin;
+
+    // --- producer: one stage of `a` (rows < valid_rows, the active remainder zero-filled) and `b` (rows < N) ---
+    const auto load_stage = [&](const int stage, const int kb) {
+        const int64_t k0 = static_cast<int64_t>(kb) * kBlockK;
+        const uint32_t sa = smem_a + stage * kStageBytesA;
+        #pragma unroll
+        for (int it = 0; it < ceil_div(kBlockM * kChunksA, kNumThreads); ++it) {
+            const int i = it * kNumThreads + tid;
+            const int r = i / kChunksA, c = i % kChunksA;
+            if (i < kBlockM * kChunksA and r < active_rows) {
+                const bool valid = r < valid_rows;
+                const bf16_t* src = valid ? a + static_cast<int64_t>(m_base + r) * lda + k0 + c * 8 : a;
+                cp_async_16_zfill(sa + r * (kChunksA * 16) + ((c ^ ((r & 1) << 2)) << 4), src, valid);
+            }
+        }
+        const uint32_t sb = smem_b + stage * kStageBytesB;
+        #pragma unroll
+        for (int it = 0; it < ceil_div(kBlockN * kChunksB, kNumThreads); ++it) {
+            const int i = it * kNumThreads + tid;
+            const int n = i / kChunksB, c = i % kChunksB;
+            if (i < kBlockN * kChunksB) {
+                const bool valid = n < N;
+                const float* src = valid ? b + static_cast<int64_t>(n) * ldb + k0 + c * 4 : b;
+                cp_async_16_zfill(sb + n * (kChunksB * 16) + ((c ^ (n & 1)) << 4), src, valid);
+            }
+        }
+    };
+
+    float acc[2][kNumNTiles][4];
+    float sq[2][2];
+    #pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+        sq[mt][0] = sq[mt][1] = 0.0f;
+        #pragma unroll
+        for (int nt = 0; nt < kNumNTiles; ++nt)
+            acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.0f;
+    }
+
+    // --- consumer: this warp's 32 rows x 32 k of one stage ---
+    const auto compute_stage = [&](const int stage) {
+        const uint32_t sa = smem_a + stage * kStageBytesA;
+        const uint32_t sb = smem_b + stage * kStageBytesB;
+        const int ca = kg * (kWarpK / 8) + t;          // this lane's 16-byte chunk of an `a` row
+        const int cb = kg * (kWarpK / 4) + 2 * t;      // the first of its two 16-byte chunks of a `b` row
+        uint32_t av[2][2][4];
+        #pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            #pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = wm * kWarpM + mt * 16 + h * 8 + g;
+                lds_128(av[mt][h], sa + r * (kChunksA * 16) + ((ca ^ ((r & 1) << 2)) << 4));
+            }
+        }
+        uint32_t bv[kNumNTiles][8];
+        #pragma unroll
+        for (int nt = 0; nt < kNumNTiles; ++nt) {
+            const int n = nt * 8 + g;
+            uint32_t lo[4], hi[4];
+            lds_128(lo, sb + n * (kChunksB * 16) + ((cb ^ (n & 1)) << 4));
+            lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
+            #pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                bv[nt][i] = b_to_tf32<kRoundRNA>(lo[i]);
+                bv[nt][4 + i] = b_to_tf32<kRoundRNA>(hi[i]);
+            }
+        }
+        #pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            uint32_t frag[2][4];
+            #pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                frag[mt][0] = av[mt][0][q] << 16;               // row g,     k = t
+                frag[mt][1] = av[mt][1][q] << 16;               // row g + 8, k = t
+                frag[mt][2] = av[mt][0][q] & 0xffff0000u;       // row g,     k = t + 4
+                frag[mt][3] = av[mt][1][q] & 0xffff0000u;       // row g + 8, k = t + 4
+                #pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const float x0 = __uint_as_float(frag[mt][h]), x1 = __uint_as_float(frag[mt][2 + h]);
+                    sq[mt][h] = __fmaf_rn(x0, x0, sq[mt][h]);
+                    sq[mt][h] = __fmaf_rn(x1, x1, sq[mt][h]);
+                }
+            }
+            #pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                #pragma unroll
+                for (int nt = 0; nt < kNumNTiles; ++nt) {
+                    const uint32_t bf[2] = {bv[nt][2 * q], bv[nt][2 * q + 1]};
+                    mma::tf32_m16n8k8(acc[mt][nt], frag[mt], bf);
+                }
+            }
+        }
+    };
+
+    // --- pipeline: kNumStages - 1 slices in flight while one is consumed ---
+    #pragma unroll
+    for (int s = 0; s < kNumStages - 1; ++s) {
+        if (s < num_kb)
+            load_stage(s, kb_begin + s);
+        ptx::cp_async_commit();
+    }
+    for (int i = 0; i < num_kb; ++i) {
+        ptx::cp_async_wait<kNumStages - 2>();
+        __syncthreads();
+        const int next = i + kNumStages - 1;
+        if (next < num_kb)
+            load_stage(next % kNumStages, kb_begin + next);
+        ptx::cp_async_commit();
+        if (warp_active)
+            compute_stage(i % kNumStages);
+    }
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+
+    // --- epilogue: reduce the quad, then the two K halves, into smem `red` / `red_sq` (pipeline buffers reused) ---
+    float* red = reinterpret_cast<float*>(smem_buf);
+    float* red_sq = red + kBlockM * kRedPitch;
+    int* flag = reinterpret_cast<int*>(red_sq + kBlockM);
+    #pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+        #pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            sq[mt][h] += ptx::shfl_xor(sq[mt][h], 1);
+            sq[mt][h] += ptx::shfl_xor(sq[mt][h], 2);
+        }
+    }
+    const auto visit = [&](auto&& fn) {
+        #pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            #pragma unroll
+            for (int nt = 0; nt < kNumNTiles; ++nt) {
+                #pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int r = wm * kWarpM + mt * 16 + (i / 2) * 8 + g, c = nt * 8 + 2 * t + (i % 2);
+                    fn(red[r * kRedPitch + c], acc[mt][nt][i]);
+                }
+            }
+            #pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                if (t == 0)
+                    fn(red_sq[wm * kWarpM + mt * 16 + h * 8 + g], sq[mt][h]);
+            }
+        }
+    };
+    if (kg == 1)
+        visit([](float& s, const float v) { s = v; });
+    __syncthreads();
+    if (kg == 0)
+        visit([](float& s, const float v) { s = v + s; });    // K half 0 + K half 1
+    __syncthreads();
+
+    const int64_t out_row0 = static_cast<int64_t>(user_split) * M + m_base;
+    const auto store_outputs = [&]() {
+        for (int i = tid; i < valid_rows * N; i += kNumThreads) {
+            const int r = i / N, c = i - r * N;
+            d[out_row0 * N + i] = red[r * kRedPitch + c];
+        }
+        for (int r = tid; r < valid_rows; r += kNumThreads)
+            sqr_sum[out_row0 + r] = red_sq[r];
+    };
+
+    if (num_int_splits == 1) {
+        store_outputs();
+        return;
+    }
+
+    // --- internal K splits: publish this CTA's partial, and the last CTA of the tile sums all in split order ---
+    constexpr int kVecPerRow = kBlockN / 4;
+    const auto ws_block = [&](const int s) {
+        return workspace + (static_cast<int64_t>(user_split * num_int_splits + s) * num_m_tiles + tile) * kWsBlock;
+    };
+    // float4 elements of a block: the valid rows of the products, then the square sums (rounded up to 4 rows)
+    const int num_vec_d = valid_rows * kVecPerRow;
+    const int num_vec = num_vec_d + ceil_div(valid_rows, 4);
+    {
+        float* ws = ws_block(split);
+        for (int e = tid; e < num_vec; e += kNumThreads) {
+            const float* src = e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4
+                                             : red_sq + (e - num_vec_d) * 4;
+            const int64_t off = e < num_vec_d ? e * 4 : kBlockM * kBlockN + (e - num_vec_d) * 4;
+            *reinterpret_cast<float4*>(ws + off) = make_float4(src[0], src[1], src[2], src[3]);
+        }
+    }
+    __threadfence();
+    __syncthreads();
+    uint32_t* counter = counters + user_split * num_m_tiles + tile;
+    if (tid == 0)
+        *flag = atomic_add_u32(counter, 1) == static_cast<uint32_t>(num_int_splits - 1);
+    __syncthreads();
+    if (*flag == 0)
+        return;
+    __threadfence();
+
+    // `group` lanes share one element: lane u sums splits u, u + group, ... in order, then a fixed xor tree joins
+    // the group. `group` depends only on the shape, so the summation order is the same on every call.
+    int group = 1;
+    while (group < 32 and group < num_int_splits and group * 2 * num_vec <= kNumThreads)
+        group *= 2;
+    const int u = lane % group;
+    constexpr int kBatch = 8;   // loads in flight per lane before the ordered adds
+    for (int e0 = 0; e0 < num_vec; e0 += kNumThreads / group) {
+        const int e = e0 + tid / group;
+        const bool has = e < num_vec;
+        const int64_t off = e < num_vec_d ? e * 4 : kBlockM * kBlockN + (e - num_vec_d) * 4;
+        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (has) {
+            for (int s0 = u; s0 < num_int_splits; s0 += group * kBatch) {
+                float4 v[kBatch];
+                #pragma unroll
+                for (int k = 0; k < kBatch; ++k) {
+                    if (s0 + k * group < num_int_splits)
+                        v[k] = ld_cg_f4(ws_block(s0 + k * group) + off);
+                }
+                #pragma unroll
+                for (int k = 0; k < kBatch; ++k) {
+                    if (s0 + k * group < num_int_splits)
+                        sum.x += v[k].x, sum.y += v[k].y, sum.z += v[k].z, sum.w += v[k].w;
+                }
+            }
+        }
+        for (int o = group / 2; o > 0; o /= 2) {
+            sum.x += ptx::shfl_xor(sum.x, o), sum.y += ptx::shfl_xor(sum.y, o);
+            sum.z += ptx::shfl_xor(sum.z, o), sum.w += ptx::shfl_xor(sum.w, o);
+        }
+        if (has and u == 0) {
+            float* dst = e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4
+                                       : red_sq + (e - num_vec_d) * 4;
+            dst[0] = sum.x, dst[1] = sum.y, dst[2] = sum.z, dst[3] = sum.w;
+        }
+    }
+    __syncthreads();
+    store_outputs();
+    if (tid == 0)
+        *counter = 0;   // leave the counter as found (the host zeroes it before every launch anyway)
+}
+
+} // namespace deep_gemm

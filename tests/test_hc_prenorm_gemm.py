@@ -1,0 +1,424 @@
+"""`tf32_hc_prenorm_gemm` (CONTRACT.md §3): d = a @ b.T with TF32 operands and FP32 accumulation, and
+sqr_sum = (a.float() ** 2).sum(-1), optionally split over K.
+
+CPU tests: argument validation (CPU tensors), compile checks of every configuration. GPU tests: against torch's
+TF32 matmul (upstream's criterion, calc_diff < 1e-8) and against a float64 product of `b` rounded to TF32 the way
+the kernel rounds it (a tighter check that does not depend on which cuBLAS kernel torch picks), poisoned and
+guarded outputs, bitwise determinism, CUDA-graph replay, and bad inputs that must leave the outputs untouched.
+"""
+import pytest
+import torch
+
+import deep_gemm
+from deep_gemm.testing import calc_diff
+
+FN = 'tf32_hc_prenorm_gemm'
+GUARD = 1234.5  # written after every output, must survive the call
+# The kernel vs a float64 product with the same TF32 rounding of `b`: only FP32 accumulation differs. A simulation of
+# a worst case (every m16n8k8 step rounding its sum toward zero, K = 16384) gives calc_diff 3e-10; a wrong rounding
+# of `b` gives >= 2e-8 (rna vs none) and 1.3e-7 (truncate vs rna).
+EXACT_TOL = 2e-9
+
+
+def _have_ext():
+    return deep_gemm._C is not None and hasattr(deep_gemm._C, 'tf32_hc_prenorm_gemm')
+
+
+needs_ext = pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C (with tf32_hc_prenorm_gemm) is not built')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------------------------------------------------
+def torch_tf32_reference(a, b):
+    """Upstream's reference: `a.float() @ b.T` with TF32 enabled. Fewer than 128 rows are padded with zero rows
+    (each output row depends only on its own input row), so torch runs a TF32 GEMM rather than an FP32 GEMV."""
+    m, k = a.shape
+    af = a.float()
+    if m < 128:
+        af = torch.cat([af, af.new_zeros(128 - m, k)])
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        d = (af @ b.T)[:m].clone()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    return d, a.float().square().sum(-1)
+
+
+def round_tf32(x, mode):
+    """float32 -> TF32 (as float32): 'truncate' clears the low 13 mantissa bits; 'rna' rounds to nearest, ties away
+    from zero (cvt.rna.tf32.f32). Inputs are finite."""
+    bits = x.contiguous().view(torch.int32)
+    if mode == 'rna':
+        bits = bits + 0x1000  # carries into the exponent exactly as the rounding does
+    return (bits & -8192).view(torch.float32)  # -8192 == 0xffffe000 as int32
+
+
+def exact_reference(a, b, mode):
+    """float64 product of bf16 `a` (exact in TF32) and `b` rounded to TF32 like the kernel; float64 square sums."""
+    ad = a.double()
+    return ad @ round_tf32(b, mode).double().T, ad.square().sum(-1)
+
+
+def default_rounding():
+    return deep_gemm._C._tf32_hc_prenorm_gemm_default_rounding()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------------------
+def guarded_outputs(shape_d, shape_s, poison=float('nan')):
+    """Contiguous `d` and `sqr_sum` views at the start of larger buffers: filled with `poison`, tails with GUARD."""
+    nd, ns = 1, 1
+    for x in shape_d:
+        nd *= x
+    for x in shape_s:
+        ns *= x
+    buf_d = torch.full((nd + 64,), GUARD, dtype=torch.float32, device='cuda')
+    buf_s = torch.full((ns + 64,), GUARD, dtype=torch.float32, device='cuda')
+    buf_d[:nd] = poison
+    buf_s[:ns] = poison
+    return buf_d, buf_s, buf_d[:nd].view(shape_d), buf_s[:ns].view(shape_s)
+
+
+def check_guards(buf_d, buf_s, nd, ns):
+    assert bool((buf_d[nd:] == GUARD).all()), 'tf32_hc_prenorm_gemm wrote past the end of `d`'
+    assert bool((buf_s[ns:] == GUARD).all()), 'tf32_hc_prenorm_gemm wrote past the end of `sqr_sum`'
+
+
+def run(a, b, num_splits=None, rounding=None):
+    """Call the kernel on poisoned, guarded outputs; return (d, sqr_sum) after checking the guards."""
+    m, n = a.shape[0], b.shape[0]
+    shape_d = (m, n) if num_splits is None else (num_splits, m, n)
+    shape_s = (m,) if num_splits is None else (num_splits, m)
+    buf_d, buf_s, d, s = guarded_outputs(shape_d, shape_s)
+    if rounding is None:
+        deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)
+    else:
+        deep_gemm._C._tf32_hc_prenorm_gemm_rounding(a, b, d, s, num_splits, rounding)
+    torch.cuda.synchronize()
+    check_guards(buf_d, buf_s, d.numel(), s.numel())
+    assert not bool(torch.isnan(d).any()), 'some element of `d` was not written (NaN poison left)'
+    assert not bool(torch.isnan(s).any()), 'some element of `sqr_sum` was not written (NaN poison left)'
+    return d, s
+
+
+_INPUTS = {}
+
+
+def inputs(m, n, k, seed=0):
+    """Fresh random a [m, k] bf16 and b [n, k] fp32 (cached per shape within the module; one large `a` at a time)."""
+    key = (m, n, k, seed)
+    if key not in _INPUTS:
+        if any(mk[0] * mk[2] > 1 << 26 for mk in _INPUTS):
+            _INPUTS.clear()
+        g = torch.Generator(device='cuda')
+        g.manual_seed(1000 * seed + 7 * m + n + k)
+        a = torch.randn(m, k, generator=g, device='cuda').to(torch.bfloat16)
+        # b like a hyper-connection projection: small weights, of both signs, full fp32 mantissas
+        b = torch.randn(n, k, generator=g, device='cuda') * 0.02
+        _INPUTS[key] = (a, b)
+    return _INPUTS[key]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GPU: correctness
+# ---------------------------------------------------------------------------------------------------------------------
+CASES = [(m, n, 16384, s) for m in (1, 7, 128, 4096, 16384) for n in (24, 17, 32) for s in (None, 16)]
+CASES += [(m, n, 4096, s) for m in (1, 300, 4096) for n in (24, 17) for s in (None, 4)]
+CASES += [(5, 8, 64, None), (129, 1, 128, 2), (2000, 32, 1024, 16)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('m,n,k,num_splits', CASES)
+def test_against_torch_tf32(m, n, k, num_splits):
+    a, b = inputs(m, n, k)
+    d, s = run(a, b, num_splits)
+    ref_d, ref_s = torch_tf32_reference(a, b)
+    if num_splits is not None:
+        # each split on its own is the product over its K range
+        part = k // num_splits
+        for i in (0, num_splits - 1):
+            sd, ss = exact_reference(a[:, i * part:(i + 1) * part], b[:, i * part:(i + 1) * part], default_rounding())
+            assert calc_diff(d[i], sd) < EXACT_TOL, f'split {i}: diff {calc_diff(d[i], sd):.3e}'
+            assert calc_diff(s[i], ss) < 1e-10, f'split {i} sqr_sum: diff {calc_diff(s[i], ss):.3e}'
+        d, s = d.sum(0), s.sum(0)
+    diff_d, diff_s = calc_diff(d, ref_d), calc_diff(s, ref_s)
+    assert diff_d < 1e-8, f'd: calc_diff {diff_d:.3e} vs torch TF32 (M={m}, N={n}, K={k}, num_splits={num_splits})'
+    assert diff_s < 1e-8, f'sqr_sum: calc_diff {diff_s:.3e} vs torch (M={m}, N={n}, K={k}, num_splits={num_splits})'
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('rounding', ['truncate', 'rna'])
+@pytest.mark.parametrize('m,n,num_splits', [(7, 24, None), (4096, 24, None), (300, 32, 8), (16384, 17, None)])
+def test_against_exact_tf32_emulation(rounding, m, n, num_splits):
+    """Each rounding variant equals a float64 product of its own TF32-rounded `b` up to FP32 accumulation error;
+    the other rounding (or none) is ~1e-7 away, so this also proves which rounding each variant applies."""
+    k = 16384
+    a, b = inputs(m, n, k)
+    d, s = run(a, b, num_splits, rounding)
+    if num_splits is not None:
+        d, s = d.sum(0), s.sum(0)
+    ref_d, ref_s = exact_reference(a, b, rounding)
+    other_d, _ = exact_reference(a, b, 'rna' if rounding == 'truncate' else 'truncate')
+    diff, diff_other = calc_diff(d, ref_d), calc_diff(d, other_d)
+    assert diff < EXACT_TOL, f'{rounding}: calc_diff {diff:.3e} vs its float64 emulation'
+    assert diff_other > 10 * diff, f'{rounding}: indistinguishable from the other rounding ({diff_other:.3e})'
+    assert calc_diff(s, ref_s) < 1e-10
+    # every row: the squares are exact, summed in FP32 by chains of K / 8 FMAs (worst case (K / 8 + 8) ulp)
+    bound = (k / 8 + 8) * 2.0 ** -24
+    assert bool(((s.double() - ref_s).abs() <= bound * ref_s).all())
+
+
+@pytest.mark.gpu
+def test_default_rounding_matches_torch():
+    """Which TF32 rounding torch's matmul applies to `b` here; the default must be the one that matches.
+    If this fails while the other rounding passes, flip `kHcDefaultRoundRNA` in
+    csrc/jit_kernels/heuristics/sm120_hc_prenorm_gemm.hpp."""
+    m, n, k = 4096, 24, 16384
+    a, b = inputs(m, n, k)
+    ref_d, _ = torch_tf32_reference(a, b)
+    diffs = {r: calc_diff(run(a, b, None, r)[0], ref_d) for r in ('truncate', 'rna')}
+    print(f'calc_diff vs torch TF32 on {torch.cuda.get_device_name()}: {diffs}')
+    default = default_rounding()
+    assert diffs[default] < 1e-8, (f'default rounding {default!r} gives calc_diff {diffs[default]:.3e} vs torch TF32; '
+                                   f'all: {diffs}')
+
+
+@pytest.mark.gpu
+def test_special_values():
+    """Zeros, large and tiny magnitudes, exact small integers: exact results where FP32 makes them exact."""
+    m, n, k = 40, 24, 1024
+    a = torch.zeros(m, k, device='cuda', dtype=torch.bfloat16)
+    b = torch.zeros(n, k, device='cuda')
+    d, s = run(a, b)
+    assert bool((d == 0).all()) and bool((s == 0).all())
+    # small integers: every product and partial sum is exact in FP32
+    a = torch.randint(-3, 4, (m, k), device='cuda').to(torch.bfloat16)
+    b = torch.randint(-3, 4, (n, k), device='cuda').float()
+    for num_splits in (None, 4):
+        d, s = run(a, b, num_splits)
+        if num_splits is not None:
+            d, s = d.sum(0), s.sum(0)
+        assert torch.equal(d, (a.double() @ b.double().T).float())
+        assert torch.equal(s, a.double().square().sum(-1).float())
+
+
+@pytest.mark.gpu
+def test_strided_inputs():
+    """`a` and `b` with padded rows (last dim contiguous, 16-byte-aligned rows) are read correctly."""
+    m, n, k = 300, 24, 4096
+    a_big = torch.randn(m, k + 64, device='cuda').to(torch.bfloat16)
+    b_big = torch.randn(n, k + 32, device='cuda')
+    a, b = a_big[:, :k], b_big[:, :k]
+    d, s = run(a, b)
+    ref_d, ref_s = exact_reference(a.contiguous(), b.contiguous(), default_rounding())
+    assert calc_diff(d, ref_d) < EXACT_TOL and calc_diff(s, ref_s) < 1e-10
+
+
+@pytest.mark.gpu
+def test_m_zero():
+    a = torch.empty(0, 1024, device='cuda', dtype=torch.bfloat16)
+    b = torch.randn(24, 1024, device='cuda')
+    d = torch.empty(0, 24, device='cuda')
+    s = torch.empty(0, device='cuda')
+    deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s)
+    deep_gemm.tf32_hc_prenorm_gemm(a, b, d.view(1, 0, 24), s.view(1, 0), 1)
+    torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GPU: determinism and CUDA graphs
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize('m,num_splits', [(7, None), (4096, None), (64, 16), (16384, None)])
+def test_bitwise_deterministic(m, num_splits):
+    a, b = inputs(m, 24, 16384)
+    d0, s0 = run(a, b, num_splits)
+    d0, s0 = d0.clone(), s0.clone()
+    d, s = torch.empty_like(d0), torch.empty_like(s0)
+    for i in range(20):
+        d.fill_(float('nan'))
+        s.fill_(float('nan'))
+        deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)
+        deep_gemm.testing.assert_bitwise_equal(d, d0, f'd, call {i}')
+        deep_gemm.testing.assert_bitwise_equal(s, s0, f'sqr_sum, call {i}')
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('m,num_splits', [(7, None), (64, 16), (4096, None)])
+def test_cuda_graph(m, num_splits):
+    n, k = 24, 16384
+    a, b = inputs(m, n, k)
+    a, b = a.clone(), b.clone()
+    shape_d = (m, n) if num_splits is None else (num_splits, m, n)
+    shape_s = (m,) if num_splits is None else (num_splits, m)
+    d = torch.full(shape_d, float('nan'), device='cuda')
+    s = torch.full(shape_s, float('nan'), device='cuda')
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)  # compile and load outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)
+    for seed in (1, 2):
+        new_a, new_b = inputs(m, n, k, seed=seed)
+        a.copy_(new_a)
+        b.copy_(new_b)
+        d.fill_(float('nan'))
+        s.fill_(float('nan'))
+        graph.replay()
+        torch.cuda.synchronize()
+        rd, rs = (d.sum(0), s.sum(0)) if num_splits is not None else (d, s)
+        ref_d, ref_s = exact_reference(a, b, default_rounding())
+        assert calc_diff(rd, ref_d) < EXACT_TOL, f'replay {seed}: d diff {calc_diff(rd, ref_d):.3e}'
+        assert calc_diff(rs, ref_s) < 1e-10, f'replay {seed}: sqr_sum diff {calc_diff(rs, ref_s):.3e}'
+        # a replay equals an eager call bitwise
+        d2, s2 = torch.empty_like(d), torch.empty_like(s)
+        deep_gemm.tf32_hc_prenorm_gemm(a, b, d2, s2, num_splits)
+        deep_gemm.testing.assert_bitwise_equal(d, d2, 'graph replay vs eager d')
+        deep_gemm.testing.assert_bitwise_equal(s, s2, 'graph replay vs eager sqr_sum')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad inputs: CPU (validation runs before any device work) and GPU (nothing written)
+# ---------------------------------------------------------------------------------------------------------------------
+def _good(device, m=8, n=24, k=1024, num_splits=None):
+    a = torch.zeros(m, k, dtype=torch.bfloat16, device=device)
+    b = torch.zeros(n, k, dtype=torch.float32, device=device)
+    shape_d = (m, n) if num_splits is None else (num_splits, m, n)
+    shape_s = (m,) if num_splits is None else (num_splits, m)
+    return dict(a=a, b=b, d=torch.full(shape_d, float('nan'), device=device),
+                sqr_sum=torch.full(shape_s, float('nan'), device=device), num_splits=num_splits)
+
+
+def _bad_cases(device):
+    """(description, kwargs, exception type, message regex)."""
+    cases = []
+
+    def add(desc, exc, pattern, **changes):
+        kw = _good(device, **{k: changes.pop(k) for k in ('m', 'n', 'k', 'num_splits') if k in changes})
+        kw.update(changes)
+        cases.append((desc, kw, exc, pattern))
+
+    add('a fp32', TypeError, r'`a` must have dtype torch\.bfloat16', a=torch.zeros(8, 1024, device=device))
+    add('b bf16', TypeError, r'`b` must have dtype torch\.float32',
+        b=torch.zeros(24, 1024, dtype=torch.bfloat16, device=device))
+    add('d bf16', TypeError, r'`d` must have dtype torch\.float32',
+        d=torch.zeros(8, 24, dtype=torch.bfloat16, device=device))
+    add('sqr_sum fp64', TypeError, r'`sqr_sum` must have dtype torch\.float32',
+        sqr_sum=torch.zeros(8, dtype=torch.float64, device=device))
+    add('a 3-D', ValueError, r'`a` must be 2-D \[M, K\]',
+        a=torch.zeros(1, 8, 1024, dtype=torch.bfloat16, device=device))
+    add('K mismatch', ValueError, r'`b`\.shape\[1\] must be 1024', b=torch.zeros(24, 512, device=device))
+    add('N = 33', ValueError, r'`b`\.shape\[0\] \(N\) must be in \[1, 32\]', n=33)
+    add('K = 96', ValueError, r'K \(`a`\.shape\[1\]\) must be a positive multiple of 64', k=96)
+    add('d wrong N', ValueError, r'`d`\.shape\[1\] must be 24', d=torch.zeros(8, 23, device=device))
+    add('d wrong M', ValueError, r'`d`\.shape\[0\] must be 8', d=torch.zeros(9, 24, device=device))
+    add('sqr_sum wrong M', ValueError, r'`sqr_sum`\.shape\[0\] must be 8', sqr_sum=torch.zeros(7, device=device))
+    add('d 3-D without num_splits', ValueError, r'`d` must be 2-D \[M, N\] \(num_splits is None\)',
+        d=torch.zeros(1, 8, 24, device=device))
+    add('d 2-D with num_splits', ValueError, r'`d` must be 3-D \[num_splits, M, N\]', num_splits=2,
+        d=torch.zeros(8, 24, device=device))
+    add('d wrong splits', ValueError, r'`d`\.shape\[0\] must be 2 \(num_splits\)', num_splits=2,
+        d=torch.zeros(3, 8, 24, device=device))
+    add('sqr_sum 1-D with num_splits', ValueError, r'`sqr_sum` must be 2-D \[num_splits, M\]', num_splits=2,
+        sqr_sum=torch.zeros(8, device=device))
+    add('num_splits = 0', ValueError, r'`num_splits` must be in \[1, 65535\]', num_splits=0,
+        d=torch.zeros(1, 8, 24, device=device), sqr_sum=torch.zeros(1, 8, device=device))
+    add('num_splits = 3', ValueError, r'K / `num_splits` must be a multiple of 64', num_splits=3)
+    add('num_splits = 32', ValueError, r'K / `num_splits` must be a multiple of 64', num_splits=32)
+    add('a transposed', ValueError, r'`a` must have a contiguous last dimension',
+        a=torch.zeros(1024, 8, dtype=torch.bfloat16, device=device).T)
+    add('a misaligned rows', ValueError, r'`a` rows must be 16-byte aligned',
+        a=torch.zeros(8, 1028, dtype=torch.bfloat16, device=device)[:, :1024])
+    add('a misaligned start', ValueError, r'`a` must start at a 16-byte-aligned address',
+        a=torch.zeros(8, 1032, dtype=torch.bfloat16, device=device)[:, 1:1025])
+    add('b misaligned rows', ValueError, r'`b` rows must be 16-byte aligned',
+        b=torch.zeros(24, 1026, device=device)[:, :1024])
+    add('d non-contiguous', ValueError, r'`d` must be contiguous', d=torch.zeros(24, 8, device=device).T)
+    add('sqr_sum non-contiguous', ValueError, r'`sqr_sum` must be contiguous',
+        sqr_sum=torch.zeros(16, device=device)[::2])
+    return cases
+
+
+_CPU_CASES = _bad_cases('cpu')
+
+
+@needs_ext
+@pytest.mark.parametrize('desc,kwargs,exc,pattern', _CPU_CASES, ids=[c[0] for c in _CPU_CASES])
+def test_bad_inputs_cpu(desc, kwargs, exc, pattern):
+    with pytest.raises(exc, match=FN + r': .*' + pattern):
+        deep_gemm.tf32_hc_prenorm_gemm(**kwargs)
+
+
+@needs_ext
+def test_cpu_tensors_rejected():
+    with pytest.raises(ValueError, match=FN + r': `a` must be a CUDA tensor; got a cpu tensor'):
+        deep_gemm.tf32_hc_prenorm_gemm(**_good('cpu'))
+
+
+@needs_ext
+def test_bad_rounding_name():
+    with pytest.raises(ValueError, match=r"`b_rounding` must be 'truncate' or 'rna'"):
+        deep_gemm._C._tf32_hc_prenorm_gemm_rounding(*_good('cpu').values(), 'nearest')
+
+
+@pytest.mark.gpu
+def test_bad_inputs_gpu_write_nothing():
+    for desc, kwargs, exc, pattern in _bad_cases('cuda'):
+        with pytest.raises(exc, match=FN + r': .*' + pattern):
+            deep_gemm.tf32_hc_prenorm_gemm(**kwargs)
+        torch.cuda.synchronize()
+        for name in ('d', 'sqr_sum'):
+            t = kwargs[name]
+            if t.dtype.is_floating_point and t.dtype != torch.float64 and t.numel():
+                # untouched: NaN poison (from _good) or the zeros the case passed in
+                assert bool(torch.isnan(t).all()) or bool((t == 0).all()), f'{desc}: `{name}` was written'
+    # mixed devices: `b` on the CPU
+    kw = _good('cuda')
+    kw['b'] = kw['b'].cpu()
+    with pytest.raises(ValueError, match=FN + r': `b` must be on cuda:0'):
+        deep_gemm.tf32_hc_prenorm_gemm(**kw)
+    assert bool(torch.isnan(kw['d']).all())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Compile-only: every configuration for sm_120a / sm_121a
+# ---------------------------------------------------------------------------------------------------------------------
+def _hc_configs(target):
+    return [(i, s) for i, s in enumerate(deep_gemm._C.list_kernel_configs(target)) if s['family'] == 'hc_prenorm_gemm']
+
+
+@needs_ext
+def test_config_enumeration():
+    configs = _hc_configs('sm_120a')
+    assert len(configs) == 8
+    descs = sorted(s['description'] for _, s in configs)
+    assert descs == sorted(f'n_tiles={nt} b_rounding={r}' for nt in (1, 2, 3, 4) for r in ('truncate', 'rna'))
+    for _, s in configs:
+        assert 'hc_prenorm_gemm' in s['symbol']
+        assert s['dynamic_smem'] <= 101376
+        assert s['num_threads'] == 256
+
+
+@pytest.mark.compile
+@needs_ext
+@pytest.mark.parametrize('target', ['sm_120a', 'sm_121a'])
+def test_compile_configs(target):
+    import shutil
+    import subprocess
+    for i, spec in _hc_configs(target):
+        r = deep_gemm._C.compile_kernel_config(target, i)
+        assert r['resources_found'], r['log']
+        assert r['total_smem'] <= 101376, (spec['description'], r['total_smem'])
+        assert r['spill_stores'] == 0 and r['spill_loads'] == 0 and r['stack_frame'] == 0, (spec['description'], r)
+        cuobjdump = shutil.which('cuobjdump')
+        if cuobjdump:
+            sass = subprocess.run([cuobjdump, '-sass', r['cubin_path']], capture_output=True, text=True).stdout
+            for pattern in spec['expected_sass']:
+                assert pattern in sass, (spec['description'], pattern)

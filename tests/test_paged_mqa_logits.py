@@ -1,0 +1,433 @@
+"""Paged MQA logits (CONTRACT.md §2.2-2.4, §5): metadata, FP8 logits, clean_logits, varlen, graphs, bad inputs.
+
+GPU tests compare against a float32 PyTorch reference computed from the dequantized cache; only the columns
+j < context_lens[b, t] are compared (exactly -inf past them with clean_logits=True).
+"""
+import os
+
+import pytest
+import torch
+
+import deep_gemm
+from deep_gemm.testing import calc_diff
+
+gpu = pytest.mark.gpu
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+def make_pool(num_pages, block_kv, head_dim, pad_bytes=0, misalign=0, seed=0):
+    """A paged FP8 cache: returns (kv_cache view, keys float [P, bkv, D], scales float [P, bkv])."""
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    payload = block_kv * (head_dim + 4)
+    stride = payload + pad_bytes
+    raw = torch.randint(0, 256, (num_pages * stride + misalign + 64,), dtype=torch.uint8, device='cuda', generator=g)
+    pool = raw[misalign:misalign + num_pages * stride].view(num_pages, stride)
+    keys = torch.randn(num_pages, block_kv, head_dim, device='cuda', generator=g).to(torch.float8_e4m3fn)
+    scales = torch.rand(num_pages, block_kv, device='cuda', generator=g) * 0.1 + 0.01
+    pool[:, :block_kv * head_dim] = keys.view(torch.uint8).reshape(num_pages, -1)
+    pool[:, block_kv * head_dim:payload] = scales.view(torch.uint8).reshape(num_pages, -1)
+    kv_cache = pool[:, :payload].view(num_pages, block_kv, 1, head_dim + 4)
+    return kv_cache, keys.float(), scales
+
+
+def make_case(B, next_n, H, D, block_kv, max_len, *, zero_frac=0.2, one_d=False, pad_bytes=0, misalign=0,
+              bf16=False, weights_pad=0, extra_cols=0, seed=0):
+    g = torch.Generator(device='cuda').manual_seed(seed + 1)
+    lens = torch.randint(0, max_len + 1, (B,), device='cuda', generator=g)
+    lens[torch.rand(B, device='cuda', generator=g) < zero_frac] = 0
+    if B > 0:
+        lens[0] = max_len
+    if one_d:
+        context_lens = lens.int()
+        ctx2d = (lens[:, None] - next_n + 1 + torch.arange(next_n, device='cuda')[None]).clamp(min=0).int()
+    else:
+        ctx2d = (lens[:, None] - torch.randint(0, 3, (B, next_n), device='cuda', generator=g)).clamp(min=0).int()
+        context_lens = ctx2d.contiguous()
+    pages_per_req = [ceil_div(int(x), block_kv) for x in ctx2d.max(dim=1).values.tolist()] if B else []
+    max_pages = max(1, ceil_div(max_len, block_kv)) + extra_cols
+    num_pages = sum(pages_per_req) + 7
+    kv_cache, keys, scales = make_pool(num_pages, block_kv, D, pad_bytes, misalign, seed)
+    perm = torch.randperm(num_pages, device='cuda', generator=g).int()
+    # Garbage past each request's last page: huge, negative and out-of-pool values the kernel must never read
+    bt_full = torch.randint(num_pages + 1000, 2 ** 31 - 1, (B, max_pages + 5), device='cuda', generator=g).int()
+    bt_full[:, 1::3] = -123456
+    block_table = bt_full[:, :max_pages]
+    k = 0
+    for b, n in enumerate(pages_per_req):
+        block_table[b, :n] = perm[k:k + n]
+        k += n
+    q = torch.randn(B, next_n, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn)
+    w_full = torch.randn(B * next_n, H + weights_pad, device='cuda', generator=g)
+    weights = w_full[:, :H]
+    if bf16:
+        weights = weights.bfloat16()
+    max_context_len = max_pages * block_kv if extra_cols else max_len
+    return dict(q=q, kv_cache=kv_cache, weights=weights, context_lens=context_lens, block_table=block_table,
+                ctx2d=ctx2d, keys=keys, scales=scales, max_context_len=max_context_len, block_kv=block_kv)
+
+
+def reference(c):
+    """float32 logits [B * n, max_context_len]; NaN where undefined."""
+    q, w, ctx2d, bt = c['q'].float(), c['weights'].float(), c['ctx2d'], c['block_table']
+    B, n, H, D = q.shape
+    bkv, width = c['block_kv'], c['max_context_len']
+    out = torch.full((B * n, width), float('nan'), device='cuda')
+    for b in range(B):
+        L = int(ctx2d[b].max())
+        if L == 0:
+            continue
+        pages = bt[b, :ceil_div(L, bkv)].long()
+        k = c['keys'][pages].reshape(-1, D)[:L]
+        s = c['scales'][pages].reshape(-1)[:L]
+        scores = torch.einsum('thd,jd->thj', q[b], k).relu()
+        logits = (scores * w[b * n:(b + 1) * n, :, None]).sum(1) * s[None]
+        for t in range(n):
+            lt = int(ctx2d[b, t])
+            out[b * n + t, :lt] = logits[t, :lt]
+    return out
+
+
+def valid_mask(c):
+    cols = torch.arange(c['max_context_len'], device='cuda')[None]
+    return cols < c['ctx2d'].reshape(-1, 1)
+
+
+def run(c, meta=None, clean_logits=False, logits_dtype=torch.float32, indices=None, fp4_api=True):
+    if meta is None:
+        meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], c['block_kv'], deep_gemm.get_num_sms())
+    if fp4_api:
+        return deep_gemm.fp8_fp4_paged_mqa_logits((c['q'], None), c['kv_cache'], c['weights'], c['context_lens'],
+                                                  c['block_table'], meta, c['max_context_len'],
+                                                  clean_logits=clean_logits, logits_dtype=logits_dtype,
+                                                  indices=indices)
+    return deep_gemm.fp8_paged_mqa_logits(c['q'], c['kv_cache'], c['weights'], c['context_lens'], c['block_table'],
+                                          meta, c['max_context_len'], clean_logits, indices=indices)
+
+
+def check(c, out, logits_dtype=torch.float32, clean=False):
+    ref = reference(c)
+    mask = valid_mask(c)
+    assert out.shape == (c['q'].shape[0] * c['q'].shape[1], c['max_context_len'])
+    assert out.dtype == logits_dtype
+    elem = out.element_size()
+    width = c['max_context_len']
+    expect_stride = ceil_div(ceil_div(width, 256) * 256, 1024 // elem) * (1024 // elem)
+    if out.shape[0] > 1:
+        assert out.stride(0) == expect_stride
+    got = out.float()[mask]
+    assert torch.isfinite(got).all(), 'non-finite logits in the valid region'
+    if got.numel():
+        diff = calc_diff(got, ref[mask])
+        assert diff < 1e-5, f'calc_diff {diff}'
+    if clean:
+        inv = out.float()[~mask]
+        assert (inv == float('-inf')).all(), 'clean_logits must write -inf past each row'
+
+
+# ------------------------------------------------------------------------------------------------------ metadata
+def metadata_model(ctx, block_kv, num_sms):
+    """The schedule as documented in smxx_paged_mqa_logits_metadata.cuh, in Python."""
+    lens = ctx if ctx.dim() == 1 else ctx.max(dim=1).values if ctx.shape[1] else torch.zeros_like(ctx[:, 0])
+    pages = [max(0, ceil_div(int(x), block_kv)) if int(x) > 0 else 0 for x in lens.tolist()]
+    B = len(pages)
+    incl, acc = [], 0
+    for p in pages:
+        acc += p
+        incl.append(acc)
+    W = acc
+    out = []
+    for s in range(num_sms):
+        t = s * W // num_sms
+        if t >= W:
+            out.append((B, 0))
+            continue
+        lo = next(i for i, v in enumerate(incl) if v > t)
+        out.append((lo, t - (incl[lo] - pages[lo])))
+    out.append((B, 0))
+    return torch.tensor(out, dtype=torch.int32)
+
+
+@gpu
+@pytest.mark.parametrize('B,n,one_d,num_sms,block_kv', [
+    (1, 1, False, 132, 64), (7, 2, False, 3, 32), (4096, 1, False, 132, 64), (5000, 3, False, 188, 64),
+    (3000, 2, True, 48, 32), (64, 1, False, 1, 64), (0, 1, False, 16, 64), (2500, 1, True, 1100, 64)])
+def test_metadata_matches_model(B, n, one_d, num_sms, block_kv):
+    g = torch.Generator(device='cuda').manual_seed(B + n)
+    ctx = torch.randint(-5, 70000, (B,) if one_d else (B, n), device='cuda', generator=g).int()
+    if B:
+        ctx.view(-1)[::5] = 0
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, block_kv, num_sms)
+    assert meta.shape == (num_sms + 1, 2) and meta.dtype == torch.int32 and meta.is_contiguous()
+    assert meta.device == ctx.device
+    assert torch.equal(meta.cpu(), metadata_model(ctx.cpu(), block_kv, num_sms))
+
+
+@gpu
+def test_metadata_all_zero_and_indices():
+    ctx = torch.zeros(10, 1, dtype=torch.int32, device='cuda')
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, 8, indices=torch.arange(10, device='cuda').int())
+    assert torch.equal(meta.cpu(), torch.tensor([[10, 0]] * 9, dtype=torch.int32))
+
+
+# ------------------------------------------------------------------------------------------------------ logits
+SWEEP = [
+    # H, D, block_kv, next_n, extra options
+    (64, 128, 64, 1, {}),
+    (64, 128, 64, 2, dict(one_d=True)),
+    (64, 128, 64, 3, dict(bf16=True)),
+    (64, 128, 64, 4, dict(pad_bytes=16)),
+    (64, 128, 32, 1, dict(pad_bytes=4, misalign=4)),
+    (64, 128, 32, 6, {}),
+    (32, 64, 64, 2, dict(weights_pad=3)),
+    (32, 128, 32, 4, dict(one_d=True, pad_bytes=12)),
+    (16, 32, 64, 1, dict(bf16=True, pad_bytes=4)),
+    (16, 128, 64, 3, {}),
+    (8, 64, 32, 2, dict(misalign=4, pad_bytes=4)),
+    (8, 32, 32, 1, dict(one_d=True)),
+    (8, 128, 64, 4, dict(bf16=True, one_d=True)),
+    (64, 32, 64, 2, dict(extra_cols=2)),
+    (16, 64, 32, 16, {}),
+]
+
+
+@gpu
+@pytest.mark.parametrize('H,D,block_kv,next_n,opts', SWEEP)
+def test_paged_logits_sweep(H, D, block_kv, next_n, opts):
+    bf16 = opts.get('bf16', False)
+    c = make_case(5, next_n, H, D, block_kv, 700, seed=H + D + block_kv + next_n, **opts)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    out = run(c, logits_dtype=dtype)
+    out.fill_(float('nan'))
+    del out
+    out = run(c, logits_dtype=dtype)
+    check(c, out, dtype)
+    # clean_logits=True: identical valid values, exact -inf elsewhere
+    out_clean = run(c, clean_logits=True, logits_dtype=dtype)
+    check(c, out_clean, dtype, clean=True)
+    mask = valid_mask(c)
+    assert torch.equal(out_clean[mask].view(torch.int16 if bf16 else torch.int32),
+                       out[mask].view(torch.int16 if bf16 else torch.int32))
+
+
+@gpu
+def test_bf16_logits_with_float_weights_and_legacy_api():
+    c = make_case(6, 2, 64, 128, 64, 1000, seed=11)
+    check(c, run(c, logits_dtype=torch.bfloat16), torch.bfloat16)
+    check(c, run(c, fp4_api=False), torch.float32)
+
+
+@gpu
+def test_determinism_20_calls():
+    c = make_case(9, 2, 64, 128, 64, 3000, seed=3)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
+    first = run(c, meta)
+    mask = valid_mask(c)
+    for _ in range(19):
+        assert torch.equal(run(c, meta)[mask].view(torch.int32), first[mask].view(torch.int32))
+
+
+@gpu
+def test_varlen_indices():
+    # Tokens of one request share a block-table row and see increasing context lengths
+    H, D, bkv = 64, 128, 64
+    c = make_case(3, 1, H, D, bkv, 900, zero_frac=0.0, seed=5)
+    reps = [3, 1, 4]
+    idx = torch.repeat_interleave(torch.arange(3, device='cuda'), torch.tensor(reps, device='cuda')).int()
+    T = int(sum(reps))
+    base = c['ctx2d'][:, 0].repeat_interleave(torch.tensor(reps, device='cuda'))
+    offs = torch.cat([torch.arange(r, device='cuda') - (r - 1) for r in reps])
+    ctx = (base + offs).clamp(min=0).int().view(T, 1)
+    g = torch.Generator(device='cuda').manual_seed(9)
+    v = dict(c)
+    v.update(q=torch.randn(T, 1, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn),
+             weights=torch.randn(T, H, device='cuda', generator=g), context_lens=ctx, ctx2d=ctx,
+             block_table=c['block_table'][idx.long()].contiguous())
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, bkv, deep_gemm.get_num_sms(), indices=idx)
+    check(v, run(v, meta, indices=idx))
+    check(v, run(v, meta, indices=idx, clean_logits=True), clean=True)
+
+
+@gpu
+def test_caller_patterns():
+    # DeepSeek-V4: [T, 1] lengths with zeros, H=64, D=128, block_kv=64, max_context_len = block_table width * 64,
+    # positional 8-argument legacy call, metadata reused across "layers"
+    c = make_case(12, 1, 64, 128, 64, 2000, zero_frac=0.4, extra_cols=3, seed=21)
+    assert c['max_context_len'] == c['block_table'].shape[1] * 64
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
+    g = torch.Generator(device='cuda').manual_seed(4)
+    for layer in range(3):
+        c['q'] = torch.randn(c['q'].shape, device='cuda', generator=g).to(torch.float8_e4m3fn)
+        c['weights'] = torch.randn(c['weights'].shape, device='cuda', generator=g)
+        out = deep_gemm.fp8_paged_mqa_logits(c['q'], c['kv_cache'], c['weights'], c['context_lens'],
+                                             c['block_table'], meta, c['max_context_len'], False)
+        check(c, out)
+    # V3.2: 1-D lengths with next_n = 2
+    c = make_case(8, 2, 64, 128, 64, 1500, one_d=True, seed=22)
+    check(c, run(c, fp4_api=False))
+
+
+@gpu
+def test_cuda_graph_replay():
+    H, D, bkv, n = 64, 128, 64, 2
+    c = make_case(6, n, H, D, bkv, 1200, seed=31)
+    c2 = make_case(6, n, H, D, bkv, 1200, seed=32)
+    # Same pool and queries, new lengths and block table for the replay
+    c2.update(q=c['q'], kv_cache=c['kv_cache'], keys=c['keys'], scales=c['scales'], weights=c['weights'])
+    c2['block_table'] = c['block_table'].clone()
+    c2['context_lens'] = torch.minimum(c2['context_lens'], c['context_lens'])
+    c2['ctx2d'] = c2['context_lens']
+    num_sms = deep_gemm.get_num_sms()
+    ctx_s = c['context_lens'].clone()
+    meta_s = deep_gemm.get_paged_mqa_logits_metadata(ctx_s, bkv, num_sms)
+    args = (c['q'], c['kv_cache'], c['weights'])
+    run(c)  # compile outside the capture
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            deep_gemm.fp8_paged_mqa_logits(*args, ctx_s, c['block_table'], meta_s, c['max_context_len'])
+    torch.cuda.current_stream().wait_stream(s)
+    graph_a, graph_b = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph_a):
+        out_a = deep_gemm.fp8_paged_mqa_logits(*args, ctx_s, c['block_table'],
+                                               deep_gemm.get_paged_mqa_logits_metadata(ctx_s, bkv, num_sms),
+                                               c['max_context_len'], True)
+    with torch.cuda.graph(graph_b):
+        out_b = deep_gemm.fp8_paged_mqa_logits(*args, ctx_s, c['block_table'], meta_s, c['max_context_len'])
+    for case in (c, c2, c):
+        ctx_s.copy_(case['context_lens'])
+        meta_s.copy_(deep_gemm.get_paged_mqa_logits_metadata(case['context_lens'], bkv, num_sms))
+        out_a.fill_(float('nan'))
+        out_b.fill_(float('nan'))
+        graph_a.replay()
+        graph_b.replay()
+        torch.cuda.synchronize()
+        eager = run(case, fp4_api=False)
+        mask = valid_mask(case)
+        check(case, out_a, clean=True)
+        check(case, out_b)
+        assert torch.equal(out_a[mask], eager[mask]) and torch.equal(out_b[mask], eager[mask])
+
+
+@gpu
+def test_large_pool_over_4gb():
+    H, D, bkv = 64, 128, 64
+    num_pages = 33 * 1024 * 1024 // bkv    # 33M tokens x 132 B = 4.4 GB
+    payload = bkv * (D + 4)
+    raw = torch.empty(num_pages, payload, dtype=torch.uint8, device='cuda')
+    used = torch.arange(num_pages - 10, num_pages, device='cuda')
+    g = torch.Generator(device='cuda').manual_seed(7)
+    keys = torch.randn(10, bkv, D, device='cuda', generator=g).to(torch.float8_e4m3fn)
+    scales = torch.rand(10, bkv, device='cuda', generator=g) + 0.1
+    raw[used, :bkv * D] = keys.view(torch.uint8).reshape(10, -1)
+    raw[used, bkv * D:] = scales.view(torch.uint8).reshape(10, -1)
+    # Reference tensors indexed by page id: remap the used pages to 0..9
+    bt = torch.tensor([[num_pages - 1, num_pages - 5, num_pages - 3], [num_pages - 10, num_pages - 2, 0]],
+                      dtype=torch.int32, device='cuda')
+    ctx = torch.tensor([[3 * bkv - 7], [2 * bkv]], dtype=torch.int32, device='cuda')
+    q = torch.randn(2, 1, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn)
+    w = torch.randn(2, H, device='cuda', generator=g)
+    local = bt.clone()
+    local[0] -= num_pages - 10
+    local[1, :2] -= num_pages - 10
+    c = dict(q=q, kv_cache=raw.view(num_pages, bkv, 1, D + 4), weights=w, context_lens=ctx, block_table=bt,
+             ctx2d=ctx, keys=keys.float(), scales=scales, max_context_len=3 * bkv, block_kv=bkv)
+    out = run(c)
+    c_ref = dict(c, block_table=local)
+    mask = valid_mask(c)
+    diff = calc_diff(out[mask], reference(c_ref)[mask])
+    assert diff < 1e-5
+    del raw
+
+
+@gpu
+def test_block_scaled_cross_check_mechanism(monkeypatch):
+    c = make_case(3, 1, 32, 64, 32, 300, seed=41)
+    monkeypatch.setenv('DG_PAGED_MQA_XCHECK', 'force')
+    deep_gemm._C._paged_mqa_logits_xcheck_reset()
+    check(c, run(c))
+    assert deep_gemm._C._paged_mqa_logits_xcheck_results() == {(32, 64, 32): True}
+    monkeypatch.setenv('DG_PAGED_MQA_XCHECK', 'force_mismatch')
+    deep_gemm._C._paged_mqa_logits_xcheck_reset()
+    check(c, run(c))
+    assert deep_gemm._C._paged_mqa_logits_xcheck_results() == {(32, 64, 32): False}
+    deep_gemm._C._paged_mqa_logits_xcheck_reset()
+
+
+# ------------------------------------------------------------------------------------------------------ bad inputs
+@gpu
+def test_bad_inputs_gpu():
+    c = make_case(4, 1, 64, 128, 64, 500, zero_frac=0.0, seed=51)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
+    args = lambda **kw: [kw.get(k, c[k]) for k in ('q', 'kv_cache', 'weights', 'context_lens', 'block_table')] + \
+        [kw.get('meta', meta), kw.get('max_context_len', c['max_context_len'])]
+    f = deep_gemm.fp8_paged_mqa_logits
+    with pytest.raises(TypeError, match='`q` must have dtype'):
+        f(*args(q=c['q'].bfloat16()))
+    with pytest.raises(ValueError, match='`q` must be 4-D'):
+        f(*args(q=c['q'][:, 0]))
+    with pytest.raises(ValueError, match='`q` must be contiguous'):
+        f(*args(q=c['q'].transpose(2, 3)))
+    with pytest.raises(ValueError, match='get_num_sms'):
+        f(*args(meta=torch.zeros(deep_gemm.get_num_sms() + 3, 2, dtype=torch.int32, device='cuda')))
+    with pytest.raises(ValueError, match='block_table'):
+        f(*args(block_table=c['block_table'][:, :2]))
+    with pytest.raises(ValueError, match='max_context_len'):
+        f(*args(max_context_len=100))
+    with pytest.raises(ValueError, match='weights'):
+        f(*args(weights=c['weights'][:, :32]))
+    with pytest.raises(ValueError, match='number of heads'):
+        f(*args(q=c['q'][:, :, :48].contiguous(), weights=c['weights'][:, :48]))
+    with pytest.raises(RuntimeError, match='FP4'):
+        deep_gemm.fp8_fp4_paged_mqa_logits((c['q'], torch.zeros(1, dtype=torch.int32, device='cuda')),
+                                           *args()[1:])
+    with pytest.raises(ValueError, match='next_n'):
+        q = torch.zeros(4, 17, 64, 128, device='cuda').to(torch.float8_e4m3fn)
+        f(q, c['kv_cache'], torch.zeros(68, 64, device='cuda'), torch.zeros(4, 17, dtype=torch.int32, device='cuda'),
+          c['block_table'], meta, 100)
+
+
+# ------------------------------------------------------------------------------------------------------ CPU tests
+def _have_ext():
+    return deep_gemm._C is not None and hasattr(deep_gemm._C, 'fp8_paged_mqa_logits')
+
+
+@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
+def test_cpu_tensors_rejected():
+    ctx = torch.ones(2, 1, dtype=torch.int32)
+    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `context_lens` must be a CUDA tensor'):
+        deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, 4)
+    q = torch.zeros(2, 1, 64, 128).to(torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match='fp8_paged_mqa_logits: `q` must be a CUDA tensor'):
+        deep_gemm.fp8_paged_mqa_logits(q, torch.zeros(4, 64, 1, 132, dtype=torch.uint8), torch.zeros(2, 64), ctx,
+                                       torch.zeros(2, 4, dtype=torch.int32), torch.zeros(5, 2, dtype=torch.int32), 256)
+    with pytest.raises(ValueError, match='fp8_fp4_paged_mqa_logits: `q` must be a CUDA tensor'):
+        deep_gemm.fp8_fp4_paged_mqa_logits((q, None), torch.zeros(4, 64, 1, 132, dtype=torch.uint8),
+                                           torch.zeros(2, 64), ctx, torch.zeros(2, 4, dtype=torch.int32),
+                                           torch.zeros(5, 2, dtype=torch.int32), 256)
+
+
+@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
+def test_enumerated_configs():
+    for target in ('sm_120a', 'sm_121a'):
+        cfgs = [c for c in deep_gemm._C.list_kernel_configs(target) if c['family'].startswith('paged_mqa_logits')]
+        logits = [c for c in cfgs if c['family'] == 'paged_mqa_logits']
+        assert len(logits) == 4 * 3 * 2 * 2, len(logits)
+        assert any(c['family'] == 'paged_mqa_logits_metadata' for c in cfgs)
+        assert all(c['dynamic_smem'] <= 101376 for c in logits)
+        assert {tuple(c['expected_sass']) for c in logits} == {('QMMA.SF',), ('QMMA.16832',)}
+        assert all('paged_mqa_logits' in c['symbol'] for c in logits)
+
+
+@pytest.mark.skipif(not _have_ext() or not os.environ.get('DG_TEST_COMPILE_PAGED'),
+                    reason='set DG_TEST_COMPILE_PAGED=1 (test_compile.py compiles every config in CI)')
+def test_compile_one_config_sm120a():
+    cfgs = deep_gemm._C.list_kernel_configs('sm_120a')
+    i = next(i for i, c in enumerate(cfgs) if c['family'] == 'paged_mqa_logits' and 'H=64 D=128 block_kv=64'
+             in c['description'] and 'block_scaled' in c['description'])
+    r = deep_gemm._C.compile_kernel_config('sm_120a', i)
+    assert r['spill_stores'] == 0 and r['stack_frame'] == 0 and r['total_smem'] <= 101376
