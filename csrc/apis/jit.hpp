@@ -73,7 +73,7 @@ inline void register_apis(pybind11::module_& m) {
         d["spill_stores"] = usage.spill_stores;
         d["spill_loads"] = usage.spill_loads;
         d["resources_found"] = usage.found;
-        d["cubin_path"] = (entry.dir / "kernel.cubin").string();
+        d["cubin_path"] = path_join(entry.dir, "kernel.cubin");
         d["from_disk_cache"] = entry.from_disk;
         d["log"] = entry.log;
         return d;

@@ -4,7 +4,6 @@
 // costs a hash lookup. (2) A disk cache under `DG_JIT_CACHE_DIR` (default `~/.deep_gemm`), keyed by source,
 // flags, compiler version and a hash of our device headers, written atomically. (3) The compiler.
 
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -16,17 +15,17 @@
 
 namespace deep_gemm::jit {
 
-inline std::filesystem::path cache_root() {
+inline std::string cache_root() {
     auto dir = get_env("DG_JIT_CACHE_DIR");
     if (dir.empty())
         dir = get_env("HOME", "/tmp") + "/.deep_gemm";
-    return std::filesystem::path(dir) / "cache";
+    return path_join(dir, "cache");
 }
 
 struct CubinEntry {
     std::string cubin;
     std::string log;
-    std::filesystem::path dir;
+    std::string dir;
     bool from_disk = false;
 };
 
@@ -39,15 +38,14 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
     h.update(compiler.signature());
     h.update(cat(Compiler::common_flags(arch)));
     h.update(JitPaths::get().get_headers_hash());
-    const auto dir = cache_root() / cat(symbol, ".", arch, ".", h.hex());
-    const auto cubin_path = dir / "kernel.cubin";
+    const auto dir = path_join(cache_root(), cat(symbol, ".", arch, ".", h.hex()));
+    const auto cubin_path = path_join(dir, "kernel.cubin");
     const bool debug = get_env_flag("DG_JIT_DEBUG");
 
-    std::error_code ec;
-    if (std::filesystem::exists(cubin_path, ec)) {
+    if (is_regular_file(cubin_path)) {
         std::string log;
-        if (std::filesystem::exists(dir / "kernel.log", ec))
-            log = read_file(dir / "kernel.log");
+        if (is_regular_file(path_join(dir, "kernel.log")))
+            log = read_file(path_join(dir, "kernel.log"));
         if (debug)
             std::fprintf(stderr, "deep_gemm: disk cache hit %s\n", cubin_path.c_str());
         return {read_file(cubin_path), log, dir, true};
@@ -61,11 +59,11 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
                      compiler.signature().c_str(), secs);
     }
     // The source and log first, the cubin last: the cubin's presence marks a complete entry
-    write_file_atomic(dir / "kernel.cu", source);
-    write_file_atomic(dir / "kernel.log", output.log);
+    write_file_atomic(path_join(dir, "kernel.cu"), source);
+    write_file_atomic(path_join(dir, "kernel.log"), output.log);
     write_file_atomic(cubin_path, output.cubin);
     if (get_env_flag("DG_JIT_DUMP_SASS")) {
-        const auto [code, sass] = run_command("cuobjdump -sass " + shell_quote(cubin_path.string()));
+        const auto [code, sass] = run_command("cuobjdump -sass " + shell_quote(cubin_path));
         std::fprintf(stderr, "%s\n", sass.c_str());
     }
     return {std::move(output.cubin), std::move(output.log), dir, false};

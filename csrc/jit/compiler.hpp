@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <dlfcn.h>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,7 +21,7 @@ namespace deep_gemm::jit {
 
 // Set once from Python (`deep_gemm._C.init`): where our device headers and the toolkit live
 struct JitPaths {
-    std::filesystem::path include_dir;          // .../deep_gemm/include
+    std::string include_dir;                    // .../deep_gemm/include
     std::string cuda_home;                      // best guess from Python (torch.utils.cpp_extension) or env
     std::vector<std::string> nvrtc_dirs;        // candidate directories holding libnvrtc.so.*
     std::string headers_hash;                   // hash of every file under include/deep_gemm
@@ -45,15 +43,13 @@ struct JitPaths {
         std::lock_guard<std::mutex> lock(mutex);
         if (headers_hash.empty()) {
             DG_RUNTIME_CHECK(not include_dir.empty(), "deep_gemm: the JIT is not initialized (deep_gemm._C.init was not called)");
-            std::vector<std::filesystem::path> files;
-            for (const auto& entry: std::filesystem::recursive_directory_iterator(include_dir / "deep_gemm"))
-                if (entry.is_regular_file())
-                    files.push_back(entry.path());
-            std::sort(files.begin(), files.end());
+            const auto root = path_join(include_dir, "deep_gemm");
+            const auto files = list_files_recursive(root);
+            DG_RUNTIME_CHECK(not files.empty(), "deep_gemm: no device headers found under ", root);
             Hasher h;
             for (const auto& f: files) {
-                h.update(std::filesystem::relative(f, include_dir).string());
-                h.update(read_file(f));
+                h.update(f);
+                h.update(read_file(path_join(root, f)));
             }
             headers_hash = h.hex();
         }
@@ -98,7 +94,7 @@ public:
             candidates.push_back("/usr/local/cuda/bin/nvcc");
         }
         for (const auto& c: candidates) {
-            if (std::filesystem::exists(c)) { nvcc_path = c; break; }
+            if (is_regular_file(c)) { nvcc_path = c; break; }
         }
         DG_RUNTIME_CHECK(not nvcc_path.empty(), "deep_gemm: cannot find nvcc (looked at ", candidates,
                          "). Install the CUDA toolkit >= 12.8, set CUDA_HOME or DG_JIT_NVCC_COMPILER, "
@@ -118,40 +114,35 @@ public:
 
     CompileOutput compile(const std::string& source, const std::string& arch, bool ptxas_verbose) override {
         const auto& paths = JitPaths::get();
-        const auto dir = std::filesystem::temp_directory_path() / cat("deep_gemm.", unique_suffix());
-        std::filesystem::create_directories(dir);
-        const auto src = dir / "kernel.cu", cubin = dir / "kernel.cubin";
-        {
-            std::ofstream out(src);
-            out << source;
-        }
+        const auto dir = path_join(temp_dir(), cat("deep_gemm.", unique_suffix()));
+        make_dirs(dir);
+        const auto src = path_join(dir, "kernel.cu"), cubin = path_join(dir, "kernel.cubin");
+        write_file(src, source);
         std::string command = shell_quote(nvcc_path) + " -cubin -O3 --expt-relaxed-constexpr";
         for (const auto& f: common_flags(arch))
             command += " " + f;
-        command += " -I" + shell_quote(paths.include_dir.string());
+        command += " -I" + shell_quote(paths.include_dir);
         command += " --diag-suppress=177,550";
         if (ptxas_verbose or get_env_flag("DG_JIT_PTXAS_VERBOSE"))
             command += " -Xptxas -v";
-        command += " " + shell_quote(src.string()) + " -o " + shell_quote(cubin.string());
+        command += " " + shell_quote(src) + " -o " + shell_quote(cubin);
         if (get_env_flag("DG_JIT_PRINT_COMPILER_COMMAND"))
             std::fprintf(stderr, "deep_gemm: %s\n", command.c_str());
         auto [code, log] = run_command(command);
         if (code != 0) {
-            std::error_code ec;
-            std::filesystem::remove_all(dir, ec);
+            remove_tree(dir);
             DG_RUNTIME_CHECK(false, "deep_gemm: NVCC failed to compile a kernel for ", arch, ":\n", log,
                              "\ncommand: ", command);
         }
         if (get_env_flag("DG_JIT_DUMP_PTX")) {
             const auto [pcode, plog] = run_command(shell_quote(nvcc_path) + " -ptx -O3 " +
-                cat("--gpu-architecture=", arch) + " -std=c++17 -I" + shell_quote(paths.include_dir.string()) + " " +
-                shell_quote(src.string()) + " -o " + shell_quote((dir / "kernel.ptx").string()));
+                cat("--gpu-architecture=", arch) + " -std=c++17 -I" + shell_quote(paths.include_dir) + " " +
+                shell_quote(src) + " -o " + shell_quote(path_join(dir, "kernel.ptx")));
             if (pcode == 0)
-                std::fprintf(stderr, "%s\n", read_file(dir / "kernel.ptx").c_str());
+                std::fprintf(stderr, "%s\n", read_file(path_join(dir, "kernel.ptx")).c_str());
         }
         CompileOutput result{read_file(cubin), log};
-        std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
+        remove_tree(dir);
         return result;
     }
 };
@@ -185,7 +176,7 @@ public:
         for (const auto& name: {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"}) {
             for (const auto& d: dirs) {
                 const auto p = d + "/" + name;
-                if (std::filesystem::exists(p) and (handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) {
+                if (is_regular_file(p) and (handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) {
                     library = p;
                     break;
                 }
@@ -223,7 +214,7 @@ public:
     CompileOutput compile(const std::string& source, const std::string& arch, bool ptxas_verbose) override {
         const auto& paths = JitPaths::get();
         std::vector<std::string> flags = common_flags(arch);
-        flags.push_back("-I" + paths.include_dir.string());
+        flags.push_back("-I" + paths.include_dir);
         flags.push_back("--device-as-default-execution-space");
         flags.push_back("--diag-suppress=177,550");
         if (ptxas_verbose or get_env_flag("DG_JIT_PTXAS_VERBOSE"))
