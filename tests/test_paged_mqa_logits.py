@@ -196,15 +196,16 @@ SWEEP = [
 
 @gpu
 @pytest.mark.parametrize('H,D,block_kv,next_n,opts', SWEEP)
-def test_paged_logits_sweep(H, D, block_kv, next_n, opts):
+def test_paged_logits_sweep(H, D, block_kv, next_n, opts, monkeypatch):
     bf16 = opts.get('bf16', False)
     c = make_case(5, next_n, H, D, block_kv, 700, seed=H + D + block_kv + next_n, **opts)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    out = run(c, logits_dtype=dtype)
-    out.fill_(float('nan'))
-    del out
+    # Every logits buffer starts as NaN (DG_DEBUG_POISON_OUTPUTS): valid columns must all be written, and with
+    # clean_logits=False nothing past a row's length may be touched
+    monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
     out = run(c, logits_dtype=dtype)
     check(c, out, dtype)
+    assert torch.isnan(out.float()[~valid_mask(c)]).all(), 'a column past a row\'s context length was written'
     # clean_logits=True: identical valid values, exact -inf elsewhere
     out_clean = run(c, clean_logits=True, logits_dtype=dtype)
     check(c, out_clean, dtype, clean=True)

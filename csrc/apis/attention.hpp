@@ -7,6 +7,7 @@
 #include <torch/python.h>
 
 #include "../utils/checks.hpp"
+#include "../utils/outputs.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
 
 namespace deep_gemm::attention {
@@ -126,7 +127,7 @@ inline torch::Tensor fp8_ragged_mqa_logits(const char* fn, const torch::Tensor& 
     const int64_t width = compressed ? max_seqlen_k : num_k;
     const int64_t elem_size = logits_dtype == torch::kBFloat16 ? 2 : 4;
     const int64_t row_stride = ragged_logits_row_stride(width, compressed, elem_size);
-    auto buffer = torch::empty({num_q, row_stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
+    auto buffer = new_output_buffer({num_q, row_stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
     auto logits = buffer.narrow(1, 0, width);
 
     const RaggedMqaLogitsArgs args{q.data_ptr(), k.data_ptr(), kv_scale.data_ptr<float>(), weights.data_ptr(),

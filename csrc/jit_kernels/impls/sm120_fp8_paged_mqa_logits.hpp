@@ -18,6 +18,7 @@
 #include "../../jit/cache.hpp"
 #include "../../jit/device_runtime.hpp"
 #include "../../utils/checks.hpp"
+#include "../../utils/outputs.hpp"
 #include "../heuristics/sm120_paged_mqa_logits.hpp"
 #include "../registry.hpp"
 #include "smxx_clean_logits.hpp"
@@ -427,7 +428,7 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     // The output: a view into a buffer with an aligned row stride
     const int64_t elem = logits_dtype == torch::kFloat ? 4 : 2;
     const int64_t stride = paged_logits_row_stride(max_context_len, elem);
-    const auto buffer = torch::empty({B * next_n, stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
+    const auto buffer = new_output_buffer({B * next_n, stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
     auto logits = buffer.narrow(1, 0, max_context_len);
     if (B == 0 or max_context_len == 0)
         return logits;
