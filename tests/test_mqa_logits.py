@@ -297,26 +297,26 @@ def test_cuda_graph(clean):
 def test_mma_form_cross_check(monkeypatch):
     """The one-time check of the candidate FP8 MMA form against the plain twin (SM120.md §4), forced on any GPU."""
     s, n = 70, 300
-    log0 = len(deep_gemm._C._fp8_mma_check_log())
-    monkeypatch.setenv('DG_SM120_FP8_MMA_CHECK', 'force')
+    log0 = len(deep_gemm._C._mma_cross_check_log())
+    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force')
     inp = make_inputs(s, n, 16, 64, seed=15)
     ks, ke = random_ranges(s, n, seed=16)
     out = call(inp, ks, ke, clean=True)
     check_logits(out, inp, ks, ke, clean=True)
-    log = deep_gemm._C._fp8_mma_check_log()[log0:]
-    assert len(log) == 1 and log[0][1] is True and 'H=16 D=64' in log[0][0], log
+    log = deep_gemm._C._mma_cross_check_log()[log0:]
+    assert len(log) == 1 and log[0][1] is True and 'fp8_mqa_logits' in log[0][0] and 'H=16 D=64' in log[0][0], log
     call(inp, ks, ke, clean=True)                                   # once per config and process
-    assert len(deep_gemm._C._fp8_mma_check_log()) == log0 + 1
+    assert len(deep_gemm._C._mma_cross_check_log()) == log0 + 1
 
     # A disagreeing candidate: one warning, then the plain form (results still correct)
-    monkeypatch.setenv('DG_SM120_FP8_MMA_CHECK', 'force-fail')
+    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force-fail')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         out = call(inp, ks, ke, clean=True)
         call(inp, ks, ke, clean=True)
-    assert len([w for w in caught if 'falling back to the plain form' in str(w.message)]) == 1
+    assert len([w for w in caught if 'using the portable form' in str(w.message)]) == 1
     check_logits(out, inp, ks, ke, clean=True)
-    log = deep_gemm._C._fp8_mma_check_log()[log0 + 1:]
+    log = deep_gemm._C._mma_cross_check_log()[log0 + 1:]
     assert len(log) == 1 and log[0][1] is False, log
 
     monkeypatch.setenv('DG_SM120_FP8_MMA', 'plain')

@@ -9,6 +9,9 @@
 #include "../utils/checks.hpp"
 #include "../utils/outputs.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
+#include "../jit_kernels/impls/sm120_fp8_mqa_logits.hpp"
+#include "../jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp"
+#include "../jit_kernels/impls/sm120_mma_cross_check.hpp"
 
 namespace deep_gemm::attention {
 
@@ -54,10 +57,6 @@ inline void clean_logits_paged(const torch::Tensor& logits, const torch::Tensor&
 }
 
 // ==== ragged: fp8_mqa_logits, fp8_fp4_mqa_logits ====
-} // namespace deep_gemm::attention
-// NOTES: kept inside this section for now; the lead may move it up to the other includes
-#include "../jit_kernels/impls/sm120_fp8_mqa_logits.hpp"
-namespace deep_gemm::attention {
 
 // Row stride (elements) of the logits buffer: uncompressed align(N + 256, 1024 / elem), compressed
 // align(align(max_seqlen_k, 256), 1024 / elem) (CONTRACT.md §2.1)
@@ -170,21 +169,10 @@ inline void register_ragged_apis(pybind11::module_& m) {
     m.def("fp8_mqa_logits", &fp8_mqa_logits, py::arg("q"), py::arg("kv"), py::arg("weights"),
           py::arg("cu_seq_len_k_start"), py::arg("cu_seq_len_k_end"), py::arg("clean_logits") = true,
           py::arg("max_seqlen_k") = 0);
-    // Internal: the FP8 MMA form cross-checks run so far in this process, as (config, passed, max_abs_diff)
-    m.def("_fp8_mma_check_log", []() {
-        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
-        py::list out;
-        for (const auto& r: fp8_mma_check_log())
-            out.append(py::make_tuple(r.key, r.passed, r.max_abs_diff));
-        return out;
-    });
 }
 // ==== end ragged ====
 
 // ==== paged: get_paged_mqa_logits_metadata, fp8_paged_mqa_logits, fp8_fp4_paged_mqa_logits ====
-} // namespace deep_gemm::attention
-#include "../jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp"
-namespace deep_gemm::attention {
 
 inline torch::Tensor fp8_fp4_paged_mqa_logits(const pybind11::object& q, const torch::Tensor& kv_cache,
                                               const torch::Tensor& weights, const torch::Tensor& context_lens,
@@ -251,6 +239,8 @@ inline void register_apis(pybind11::module_& m) {
     namespace py = pybind11;
     register_ragged_apis(m);
     register_paged_apis(m);
+    // Internal: the sm_120 MMA-form cross-checks run so far in this process, as (key, passed, max_abs_diff)
+    register_mma_cross_check_apis(m);
     m.def("clean_logits_ragged", &clean_logits_ragged, py::arg("logits"), py::arg("ks"), py::arg("ke"));
     m.def("clean_logits_paged", &clean_logits_paged, py::arg("logits"), py::arg("context_lens"), py::arg("next_n"));
 }

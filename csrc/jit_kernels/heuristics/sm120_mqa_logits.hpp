@@ -23,25 +23,6 @@ inline bool choose_block_scaled_fp8_mma(const ArchSpec& arch) {
     return arch.block_scaled_mma and form != "plain";
 }
 
-// Set to true (and record it in the docs) once the block-scaled form has been checked on a real sm_120/sm_121
-constexpr bool kFp8BlockScaledValidatedOnHardware = false;
-
-// `DG_SM120_FP8_MMA_CHECK`: unset = cross-check an unvalidated block-scaled candidate once per config;
-// `0` = never; `force` = also check when the candidate is the plain form (lets the H100 exercise the check);
-// `force-fail` = like `force`, with the candidate's result perturbed (tests the fallback path)
-enum class MmaCheckMode { kDefault, kOff, kForce, kForceFail };
-
-inline MmaCheckMode fp8_mma_check_mode() {
-    const auto v = get_env("DG_SM120_FP8_MMA_CHECK");
-    if (v.empty() or v == "1") return MmaCheckMode::kDefault;
-    if (v == "0") return MmaCheckMode::kOff;
-    if (v == "force") return MmaCheckMode::kForce;
-    if (v == "force-fail") return MmaCheckMode::kForceFail;
-    DG_CHECK(false, "environment variable DG_SM120_FP8_MMA_CHECK must be unset, 0, 1, 'force' or 'force-fail'; got '",
-             v, "'");
-    return MmaCheckMode::kDefault;
-}
-
 struct RaggedMqaLogitsPlan {
     int num_heads = 0, head_dim = 0;
     bool block_scaled = false;

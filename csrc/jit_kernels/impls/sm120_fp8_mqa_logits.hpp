@@ -15,6 +15,7 @@
 #include "../../jit/device_runtime.hpp"
 #include "../heuristics/sm120_mqa_logits.hpp"
 #include "../registry.hpp"
+#include "sm120_mma_cross_check.hpp"
 
 namespace deep_gemm {
 
@@ -106,21 +107,9 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
 }
 
 // --- The one-time cross-check of the block-scaled FP8 form against its plain twin (SM120.md §4) ---------------------
-// NOTES: written against (config, launcher) only, so another family can reuse the bookkeeping by key.
-
-struct Fp8MmaCheckRecord {
-    std::string key;
-    bool passed;
-    double max_abs_diff;
-};
-
-inline std::mutex& fp8_mma_check_mutex() { static std::mutex m; return m; }
-inline std::map<std::string, bool>& fp8_mma_check_results() { static std::map<std::string, bool> r; return r; }
-inline std::vector<Fp8MmaCheckRecord>& fp8_mma_check_log() { static std::vector<Fp8MmaCheckRecord> l; return l; }
-
 // Runs candidate and twin on a small random input (fixed seed, local generator: the caller's RNG is untouched)
-inline Fp8MmaCheckRecord cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig& candidate, const ArchSpec& arch,
-                                                       int device, cudaStream_t stream, bool inject_fault) {
+inline MmaCheckResult cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig& candidate, const ArchSpec& arch,
+                                                    int device, cudaStream_t stream, bool inject_fault) {
     const auto& p = candidate.plan;
     RaggedMqaLogitsConfig twin = candidate;
     twin.plan.block_scaled = false;
@@ -136,58 +125,23 @@ inline Fp8MmaCheckRecord cross_check_ragged_mqa_logits(const RaggedMqaLogitsConf
     const auto ke = torch::randint(n / 2, n + 1, {s}, gen, cpu.dtype(torch::kLong)).to(dev.dtype(torch::kInt));
     std::vector<torch::Tensor> outs;
     for (const RaggedMqaLogitsConfig* c: {&candidate, static_cast<const RaggedMqaLogitsConfig*>(&twin)}) {
+        // Outside each row's range the output stays 0 in both runs, so the whole tensor can be compared
         auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
         RaggedMqaLogitsArgs a{q.data_ptr(), k.data_ptr(), scale.data_ptr<float>(), w.data_ptr(), w.stride(0), false,
                               ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0), false, s, n, 0};
         launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
         outs.push_back(out);
     }
-    if (inject_fault)
-        outs[0].index_put_({0, n - 1}, outs[0].index({0, n - 1}) + 1.0f);
-    // Both forms round identically (unit scales): allow only float-rounding-level disagreement
-    const double max_abs_diff = (outs[0] - outs[1]).abs().max().item<double>();
-    const double magnitude = outs[1].abs().max().item<double>();
-    const bool passed = std::isfinite(max_abs_diff) and max_abs_diff <= 1e-6 * magnitude;
-    return {candidate.description(), passed, max_abs_diff};
+    return compare_mma_outputs(outs[0], outs[1], inject_fault);
 }
 
 // The form to launch with: the plan's, unless its cross-check fails (or cannot run yet, during graph capture)
 inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const ArchSpec& arch, int device,
                                  cudaStream_t stream) {
-    const auto mode = fp8_mma_check_mode();
-    const bool candidate = config.plan.block_scaled;
-    const bool needs_check = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail or
-                             (mode == MmaCheckMode::kDefault and candidate and not kFp8BlockScaledValidatedOnHardware);
-    if (not needs_check)
-        return candidate;
-    const auto key = cat(config.description(), " on device ", device,
-                         mode == MmaCheckMode::kForce ? " (forced)" : mode == MmaCheckMode::kForceFail ? " (fault)" : "");
-    {
-        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
-        const auto it = fp8_mma_check_results().find(key);
-        if (it != fp8_mma_check_results().end())
-            return it->second ? candidate : false;
-    }
-    // The check synchronizes: never inside a CUDA-graph capture. Use the plain twin for this call, decide later.
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    DG_RUNTIME_CHECK(cudaStreamIsCapturing(stream, &capture) == cudaSuccess, "fp8_mqa_logits: cudaStreamIsCapturing failed");
-    if (capture != cudaStreamCaptureStatusNone)
-        return false;
-    const auto record = cross_check_ragged_mqa_logits(config, arch, device, stream, mode == MmaCheckMode::kForceFail);
-    {
-        std::lock_guard<std::mutex> lock(fp8_mma_check_mutex());
-        fp8_mma_check_results()[key] = record.passed;
-        fp8_mma_check_log().push_back({key, record.passed, record.max_abs_diff});
-    }
-    if (not record.passed) {
-        const auto msg = cat("deep_gemm: the ", candidate ? "block-scaled" : "candidate", " FP8 mma.sync form of ",
-                             config.description(), " disagrees with the plain form (max abs diff ", record.max_abs_diff,
-                             ") on ", jit::DeviceRuntime::device_description(device),
-                             "; falling back to the plain form for this configuration");
-        if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0)
-            throw pybind11::error_already_set();
-    }
-    return record.passed ? candidate : false;
+    return MmaCrossCheck::get().resolve("fp8_mqa_logits", config.description(), config.plan.block_scaled,
+                                        kFp8BlockScaledValidatedOnHardware, device, stream, [&](bool inject_fault) {
+        return cross_check_ragged_mqa_logits(config, arch, device, stream, inject_fault);
+    });
 }
 
 // The public path: plan, pick the MMA form (cross-checked once), launch on the current stream
