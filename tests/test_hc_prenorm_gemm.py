@@ -233,6 +233,80 @@ def test_m_zero():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# GPU: plan variants (DG_HC_VARIANT) and the persistent, self-resetting split counters
+# ---------------------------------------------------------------------------------------------------------------------
+class _env:
+    def __init__(self, name, value):
+        self.name, self.value = name, value
+
+    def __enter__(self):
+        import os
+        self.prev = os.environ.get(self.name)
+        os.environ[self.name] = self.value
+
+    def __exit__(self, *exc):
+        import os
+        if self.prev is None:
+            os.environ.pop(self.name, None)
+        else:
+            os.environ[self.name] = self.prev
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('variant', ['0', '1', '2'])
+@pytest.mark.parametrize('m,n,k,num_splits', [(1, 24, 16384, None), (64, 24, 16384, None), (128, 17, 16384, None),
+                                              (300, 32, 16384, None), (4096, 24, 16384, None), (64, 24, 16384, 16),
+                                              (7, 8, 4096, 4)])
+def test_variants(variant, m, n, k, num_splits):
+    """Every plan variant (split count, one- or two-level sum tree, rotated K order) is correct and deterministic."""
+    a, b = inputs(m, n, k)
+    with _env('DG_HC_VARIANT', variant):
+        d, s = run(a, b, num_splits)
+        d2, s2 = run(a, b, num_splits)
+    deep_gemm.testing.assert_bitwise_equal(d, d2, f'variant {variant}: d, second call')
+    deep_gemm.testing.assert_bitwise_equal(s, s2, f'variant {variant}: sqr_sum, second call')
+    if num_splits is not None:
+        d, s = d.sum(0), s.sum(0)
+    ref_d, ref_s = exact_reference(a, b, default_rounding())
+    assert calc_diff(d, ref_d) < EXACT_TOL, f'variant {variant}: d diff {calc_diff(d, ref_d):.3e}'
+    assert calc_diff(s, ref_s) < 1e-10, f'variant {variant}: sqr_sum diff {calc_diff(s, ref_s):.3e}'
+
+
+@pytest.mark.gpu
+def test_bad_variant():
+    kw = _good('cuda')
+    with _env('DG_HC_VARIANT', '7'):
+        with pytest.raises(ValueError, match=r'DG_HC_VARIANT must be 0, 1 or 2; got 7'):
+            deep_gemm.tf32_hc_prenorm_gemm(**kw)
+
+
+@pytest.mark.gpu
+def test_counters_reset_across_shapes_and_streams():
+    """The split counters persist per stream and must be zero after every call: interleave shapes whose plans use
+    different counter slots and tree shapes, on two streams, and check every result."""
+    shapes = [(64, 24, 16384, None), (1, 24, 16384, None), (128, 32, 16384, None), (300, 17, 4096, 4),
+              (64, 24, 16384, None), (1, 24, 16384, None)]
+    refs = {}
+    for m, n, k, ns in shapes:
+        a, b = inputs(m, n, k)
+        rd, rs = exact_reference(a, b, default_rounding())
+        refs[(m, n, k, ns)] = (a, b, rd, rs)
+    side = torch.cuda.Stream()
+    for rep in range(3):
+        for i, key in enumerate(shapes):
+            a, b, rd, rs = refs[key]
+            stream = side if (i + rep) % 2 else torch.cuda.current_stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                d, s = run(a, b, key[3])
+            torch.cuda.current_stream().wait_stream(stream)
+            if key[3] is not None:
+                d, s = d.sum(0), s.sum(0)
+            assert calc_diff(d, rd) < EXACT_TOL, f'{key} rep {rep}: d diff {calc_diff(d, rd):.3e}'
+            assert calc_diff(s, rs) < 1e-10, f'{key} rep {rep}: sqr_sum diff {calc_diff(s, rs):.3e}'
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # GPU: determinism and CUDA graphs
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.mark.gpu

@@ -365,8 +365,12 @@ def test_bad_inputs_gpu():
         f(q, kv, w.cpu(), ks, ke)
     with pytest.raises(ValueError, match='max_seqlen_k` must be >= 0'):
         f(q, kv, w, ks, ke, clean_logits=False, max_seqlen_k=-1)
-    with pytest.raises(RuntimeError, match='FP4 form'):
+    # Scales with FP8 q: the FP4 form needs packed e2m1 q (tests/test_fp4_mqa_logits.py covers FP4)
+    with pytest.raises(TypeError, match='is the FP4 form'):
         deep_gemm.fp8_fp4_mqa_logits((q, torch.zeros(s, h, dtype=torch.int32, device='cuda')), kv, w, ks, ke)
+    with pytest.raises(TypeError, match='FP8 q needs FP8 keys'):
+        f(q, (torch.zeros(n, d // 2, dtype=torch.int8, device='cuda'), torch.zeros(n, dtype=torch.int32,
+                                                                                   device='cuda')), w, ks, ke)
     # Weights with a padded row stride are fine
     wide = torch.randn(s, h + 8, device='cuda')[:, :h]
     inp['w'] = wide
@@ -389,15 +393,16 @@ def test_bad_inputs_cpu():
         deep_gemm.fp8_mqa_logits(q, kv, w, ks, ke)
     with pytest.raises(ValueError, match='fp8_fp4_mqa_logits: `q` must be a CUDA tensor'):
         deep_gemm.fp8_fp4_mqa_logits((q, None), kv, w, ks, ke)
-    with pytest.raises(RuntimeError, match='FP4 form'):
+    with pytest.raises(ValueError, match=r'fp8_fp4_mqa_logits: `q\[0\]` must be a CUDA tensor'):
         deep_gemm.fp8_fp4_mqa_logits((q, torch.zeros(s, h, dtype=torch.int32)), kv, w, ks, ke)
 
 
 @needs_ext
 @pytest.mark.parametrize('target', ['sm_120a', 'sm_121a'])
 def test_enumeration(target):
-    specs = [c for c in deep_gemm._C.list_kernel_configs(target) if c['family'] == 'mqa_logits']
-    # Every (H, D) with both MMA forms
+    specs = [c for c in deep_gemm._C.list_kernel_configs(target) if c['family'] == 'mqa_logits'
+             and not c['description'].startswith('FP4 ')]
+    # Every (H, D) with both MMA forms (FP4 configs: tests/test_fp4_mqa_logits.py)
     assert len(specs) == 4 * 3 * 2
     for c in specs:
         assert 'mqa_logits' in c['symbol'] and 'paged' not in c['symbol']

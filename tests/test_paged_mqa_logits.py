@@ -346,17 +346,46 @@ def test_large_pool_over_4gb():
 
 
 @gpu
-def test_block_scaled_cross_check_mechanism(monkeypatch):
+def test_mma_cross_check_mechanism(monkeypatch):
+    # The shared sm_120 MMA-form cross-check (DG_SM120_MMA_CHECK): `force` checks even the portable form (so the
+    # H100 exercises it) and records a pass; `force-fail` perturbs the candidate, which must warn, record a failure
+    # and leave the results correct (the portable twin is used)
     c = make_case(3, 1, 32, 64, 32, 300, seed=41)
-    monkeypatch.setenv('DG_PAGED_MQA_XCHECK', 'force')
-    deep_gemm._C._paged_mqa_logits_xcheck_reset()
+    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force')
+    deep_gemm._C._mma_cross_check_reset()
     check(c, run(c))
-    assert deep_gemm._C._paged_mqa_logits_xcheck_results() == {(32, 64, 32): True}
-    monkeypatch.setenv('DG_PAGED_MQA_XCHECK', 'force_mismatch')
-    deep_gemm._C._paged_mqa_logits_xcheck_reset()
-    check(c, run(c))
-    assert deep_gemm._C._paged_mqa_logits_xcheck_results() == {(32, 64, 32): False}
-    deep_gemm._C._paged_mqa_logits_xcheck_reset()
+    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]
+    assert len(log) == 1 and log[0][1] is True and 'H=32 D=64 block_kv=32' in log[0][0], log
+    check(c, run(c))    # decided once per config
+    assert len([r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]) == 1
+    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force-fail')
+    deep_gemm._C._mma_cross_check_reset()
+    with pytest.warns(RuntimeWarning, match='disagrees with its portable twin'):
+        out = run(c)
+    check(c, out)
+    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]
+    assert len(log) == 1 and log[0][1] is False and log[0][2] > 0, log
+    deep_gemm._C._mma_cross_check_reset()
+
+
+@gpu
+@pytest.mark.parametrize('next_n,block_kv', [(1, 64), (2, 64), (3, 32), (1, 32)])
+def test_warp_layout_variants_bitwise_equal(next_n, block_kv, monkeypatch):
+    # DG_PAGED_MQA_VARIANT (H = 64, D = 128 only) changes the warp layout, never a summation order: every
+    # variant must give the same bits, and match the reference
+    c = make_case(7, next_n, 64, 128, block_kv, 1500, seed=61 + next_n)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], block_kv, deep_gemm.get_num_sms())
+    mask = valid_mask(c)
+    outs = {}
+    for v in ('w4m2', 'w8m1', 'w8m2'):
+        monkeypatch.setenv('DG_PAGED_MQA_VARIANT', v)
+        outs[v] = run(c, meta)
+        check(c, outs[v])
+    for v in ('w8m1', 'w8m2'):
+        assert torch.equal(outs[v][mask].view(torch.int32), outs['w4m2'][mask].view(torch.int32)), v
+    monkeypatch.setenv('DG_PAGED_MQA_VARIANT', 'w9m9')
+    with pytest.raises(ValueError, match='DG_PAGED_MQA_VARIANT'):
+        run(c, meta)
 
 
 # ------------------------------------------------------------------------------------------------------ bad inputs
@@ -383,9 +412,18 @@ def test_bad_inputs_gpu():
         f(*args(weights=c['weights'][:, :32]))
     with pytest.raises(ValueError, match='number of heads'):
         f(*args(q=c['q'][:, :, :48].contiguous(), weights=c['weights'][:, :48]))
-    with pytest.raises(RuntimeError, match='FP4'):
+    # FP8 q with scales is the FP4 form: q must then be packed int8
+    with pytest.raises(TypeError, match='FP4 `q`'):
         deep_gemm.fp8_fp4_paged_mqa_logits((c['q'], torch.zeros(1, dtype=torch.int32, device='cuda')),
                                            *args()[1:])
+    # FP4 q with this FP8 cache
+    q4 = torch.zeros(4, 1, 64, 64, dtype=torch.int8, device='cuda')
+    sf4 = torch.zeros(4, 1, 64, dtype=torch.int32, device='cuda')
+    with pytest.raises(ValueError, match='FP8 cache'):
+        deep_gemm.fp8_fp4_paged_mqa_logits((q4, sf4), *args()[1:])
+    # Packed int8 q without scales
+    with pytest.raises(TypeError, match='needs its scales'):
+        deep_gemm.fp8_fp4_paged_mqa_logits((q4, None), *args()[1:])
     with pytest.raises(ValueError, match='next_n'):
         q = torch.zeros(4, 17, 64, 128, device='cuda').to(torch.float8_e4m3fn)
         f(q, c['kv_cache'], torch.zeros(68, 64, device='cuda'), torch.zeros(4, 17, dtype=torch.int32, device='cuda'),
@@ -417,10 +455,21 @@ def test_enumerated_configs():
     for target in ('sm_120a', 'sm_121a'):
         cfgs = [c for c in deep_gemm._C.list_kernel_configs(target) if c['family'].startswith('paged_mqa_logits')]
         logits = [c for c in cfgs if c['family'] == 'paged_mqa_logits']
-        assert len(logits) == 4 * 3 * 2 * 2, len(logits)
+        fp8 = [c for c in logits if c['description'].startswith('FP8')]
+        fp4 = [c for c in logits if c['description'].startswith('FP4')]
+        # FP8: (H, D, block_kv) x 2 MMA forms, plus the A/B layouts w8m1 / w8m2 for H = 64, D = 128
+        assert len(fp8) == 4 * 3 * 2 * 2 + 2 * 2 * 2, len(fp8)
+        # FP4: (H, D in {64, 128}, block_kv) x {portable, native}
+        assert len(fp4) == 4 * 2 * 2 * 2, len(fp4)
+        assert len(logits) == len(fp8) + len(fp4)
         assert any(c['family'] == 'paged_mqa_logits_metadata' for c in cfgs)
         assert all(c['dynamic_smem'] <= 101376 for c in logits)
-        assert {tuple(c['expected_sass']) for c in logits} == {('QMMA.SF',), ('QMMA.16832',)}
+        assert {tuple(c['expected_sass']) for c in fp8} == {('QMMA.SF',), ('QMMA.16832',)}
+        assert {tuple(c['expected_sass']) for c in fp4} == {('OMMA.SF.16864',), ('HMMA.16816.F32.BF16',)}
+        assert all(('fp4_native' in c['description']) == (c['expected_sass'] == ['OMMA.SF.16864']) for c in fp4)
+        layouts = {c['description'].split('layout=')[1] for c in fp8 if 'H=64 D=128 ' in c['description']}
+        assert layouts == {'w4m2', 'w8m1', 'w8m2'}
+        assert all(c['num_threads'] == (160 if 'layout=w4' in c['description'] else 288) for c in logits)
         assert all('paged_mqa_logits' in c['symbol'] for c in logits)
 
 

@@ -1,5 +1,9 @@
-"""Paged (decode) FP8 MQA logits on DeepSeek-V4 shapes (H = 64, D = 128, block_kv = 64), the schedule metadata
-kernel, and the warm host overhead of both calls."""
+"""Paged (decode) FP8 / FP4 MQA logits on DeepSeek-V4 shapes (H = 64, D = 128, block_kv = 64), the schedule metadata
+kernel, and the warm host overhead of both calls.
+
+FP8 rows come once per warp layout (`DG_PAGED_MQA_VARIANT` = w4m2 (default) | w8m1 (the previous layout) | w8m2),
+so one run compares them side by side."""
+import os
 import time
 
 import torch
@@ -44,6 +48,68 @@ def _check(out, q, kv, w, ctx, block_table, num_reqs=3):
     return f'{"ok" if diff < 1e-5 else "FAIL"} diff {diff:.1e}'
 
 
+def _fp4_inputs(B, ctx_len, next_n, seed=0):
+    """FP4 paged decode inputs: random e2m1 bytes with UE8M0 scales in [2^-4, 2^3] (page layout of
+    deep_gemm.utils.fp4_cache); returns (q, q_sf, kv_cache, w, ctx, block_table)."""
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    pages_per_req = (ctx_len + BKV - 1) // BKV
+    num_pages = B * pages_per_req
+    row = D // 2
+    kv = torch.randint(0, 256, (num_pages, BKV * (row + 4)), dtype=torch.uint8, device='cuda', generator=g)
+    kv[:, BKV * row:] = torch.randint(123, 131, (num_pages, BKV * 4), dtype=torch.uint8, device='cuda', generator=g)
+    q = torch.randint(-128, 128, (B, next_n, H, row), dtype=torch.int8, device='cuda', generator=g)
+    q_sf = torch.randint(123, 131, (B, next_n, H, 4), dtype=torch.uint8, device='cuda', generator=g) \
+        .view(torch.int32).view(B, next_n, H)
+    block_table = torch.randperm(num_pages, device='cuda', generator=g).int().view(B, pages_per_req)
+    ctx = torch.full((B, next_n), ctx_len, dtype=torch.int32, device='cuda')
+    ctx -= torch.arange(next_n - 1, -1, -1, device='cuda', dtype=torch.int32)[None]
+    w = torch.randn(B * next_n, H, device='cuda', generator=g)
+    return q, q_sf, kv.view(num_pages, BKV, 1, row + 4), w, ctx, block_table
+
+
+def _fp4_check(out, q, q_sf, kv, w, ctx, block_table, num_reqs=3):
+    from ..testing import calc_diff
+    from ..utils.fp4_cache import dequantize_fp4, unpack_fp4_pages
+    B, n = ctx.shape
+    packed, sf = unpack_fp4_pages(kv)
+    got, ref = [], []
+    for b in torch.linspace(0, B - 1, num_reqs).long().tolist():
+        L = int(ctx[b].max())
+        pages = block_table[b, :(L + BKV - 1) // BKV].long()
+        k = dequantize_fp4(packed[pages].reshape(-1, D // 2), sf[pages].reshape(-1)).double()[:L]
+        qd = dequantize_fp4(q[b], q_sf[b]).double()
+        for t in range(n):
+            lt = int(ctx[b, t])
+            score = (qd[t] @ k[:lt].T).relu()
+            ref.append((score * w[b * n + t].double()[:, None]).sum(0))
+            got.append(out[b * n + t, :lt].double())
+    diff = calc_diff(torch.cat(got), torch.cat(ref))
+    return f'{"ok" if diff < 1e-5 else "FAIL"} diff {diff:.1e}'
+
+
+def _fp4_rows(num_sms):
+    import deep_gemm
+    rows = []
+    B, ctx_len, next_n = 64, 65536, 1
+    q, q_sf, kv, w, ctx, bt = _fp4_inputs(B, ctx_len, next_n)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+
+    def call():
+        return deep_gemm.fp8_fp4_paged_mqa_logits((q, q_sf), kv, w, ctx, bt, meta, ctx_len, False)
+
+    check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
+    t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
+    tokens, valid = B * ctx_len, int(ctx.sum().item())
+    rows.append(Row(name=f'fp4_paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
+                    bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 + w.numel() * 4 + bt.numel() * 4,
+                    bytes_written=valid * 4, flops=2 * H * D * valid, mma='fp8_mma', check=check,
+                    notes=['flops measured against the FP8 mma.sync ceiling for now: the portable FP4 form (every '
+                           'GPU but sm_120a/121a) runs dequantized bf16 mma.sync m16n8k16']))
+    del q, q_sf, kv, w, ctx, bt
+    torch.cuda.empty_cache()
+    return rows
+
+
 def _host_overhead_us(fn, num_calls=200):
     fn()
     torch.cuda.synchronize()
@@ -65,7 +131,9 @@ def run(ceilings) -> list:
     meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
     host_meta = _host_overhead_us(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms))
     host_logits = _host_overhead_us(lambda: deep_gemm.fp8_paged_mqa_logits(q, kv, w, ctx, bt, meta, 256, False))
-    host_note = f'host overhead: metadata {host_meta:.1f} us, logits {host_logits:.1f} us per call'
+    host_fp4 = _host_overhead_us(lambda: deep_gemm.fp8_fp4_paged_mqa_logits((q, None), kv, w, ctx, bt, meta, 256))
+    host_note = (f'host overhead: metadata {host_meta:.1f} us, logits {host_logits:.1f} us, '
+                 f'fp8_fp4 API {host_fp4:.1f} us per call')
 
     for B, ctx_len, next_n in ((64, 65536, 1), (64, 8192, 1), (4096, 2048, 1), (64, 32768, 2)):
         q, kv, w, ctx, bt = _inputs(B, ctx_len, next_n)
@@ -74,15 +142,28 @@ def run(ceilings) -> list:
         def call():
             return deep_gemm.fp8_paged_mqa_logits(q, kv, w, ctx, bt, meta, ctx_len, False)
 
-        check = _check(call(), q, kv, w, ctx, bt)
-        t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
         tokens = B * ctx_len
         valid = int(ctx.sum().item())
-        rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
-                        bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
-                        bytes_written=valid * 4, flops=2 * H * D * valid, check=check, notes=[host_note]))
+        saved = os.environ.get('DG_PAGED_MQA_VARIANT')
+        try:
+            for variant in ('w4m2', 'w8m1', 'w8m2'):
+                os.environ['DG_PAGED_MQA_VARIANT'] = variant
+                check = _check(call(), q, kv, w, ctx, bt)
+                t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+                rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n} [{variant}]',
+                                seconds=t, bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
+                                bytes_written=valid * 4, flops=2 * H * D * valid, check=check,
+                                notes=[host_note, f'DG_PAGED_MQA_VARIANT={variant}' +
+                                       (' (default)' if variant == 'w4m2' else '')]))
+        finally:
+            if saved is None:
+                os.environ.pop('DG_PAGED_MQA_VARIANT', None)
+            else:
+                os.environ['DG_PAGED_MQA_VARIANT'] = saved
         del q, kv, w, ctx, bt
         torch.cuda.empty_cache()
+
+    rows.extend(_fp4_rows(num_sms))
 
     # The metadata kernel for B = 4096
     ctx = torch.randint(1, 65536, (4096, 1), dtype=torch.int32, device='cuda')

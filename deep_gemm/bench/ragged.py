@@ -1,10 +1,27 @@
-"""Ragged (prefill) FP8 MQA logits: causal prefill of S = 4096 queries over N keys, H = 64, D = 128, plus the
-clean pass (-inf outside each row's range) alone, against write bandwidth."""
+"""Ragged (prefill) MQA logits: causal prefill of S = 4096 queries over N keys, H = 64, D = 128, in FP8 and FP4,
+plus the clean pass (-inf outside each row's range) alone, against write bandwidth, in each work-split variant."""
+import contextlib
+import os
+
 import torch
 
 from .common import Row, gpu_time
 
 H, D, S = 64, 128, 4096
+CLEAN_VARIANTS = ('seg', 'warp', 'block')
+
+
+@contextlib.contextmanager
+def _env(name, value):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
 
 
 def _inputs(n, seed=0):
@@ -32,7 +49,8 @@ def _check(out, q_fp8, kv_fp8, kv_scale, w, ks, ke, clean, num_rows=16):
     for r in rows.tolist():
         lo, hi = int(ks[r]), int(ke[r])
         score = q_fp8[r].double() @ k[lo:hi].T                           # [H, hi - lo]
-        ref.append((score.relu() * w[r].double()[:, None]).sum(0) * kv_scale[lo:hi].double())
+        scale = 1.0 if kv_scale is None else kv_scale[lo:hi].double()
+        ref.append((score.relu() * w[r].double()[:, None]).sum(0) * scale)
         got.append(out[r, lo:hi].double())
         if clean:
             j = torch.arange(n, device='cuda')
@@ -62,10 +80,40 @@ def run(ceilings) -> list:
         rows.append(Row(name=f'mqa_logits S={S} N={n // 1024}K H={H} D={D} causal', seconds=t,
                         bytes_read=bytes_read, bytes_written=pairs * 4, flops=2 * H * D * pairs, check=check))
 
-        check = _check(with_clean(), q_fp8, kv_fp8, kv_scale, w, ks, ke, clean=True)
-        t = gpu_time(with_clean, 'clean_logits')
-        rows.append(Row(name=f'clean_logits (ragged) S={S} N={n // 1024}K', seconds=t, bytes_read=2 * S * 4,
-                        bytes_written=masked * 4, flops=0, check=check))
+        # The clean pass in each work-split variant (DG_CLEAN_LOGITS_VARIANT; the first is the default)
+        for variant in CLEAN_VARIANTS:
+            with _env('DG_CLEAN_LOGITS_VARIANT', variant):
+                check = _check(with_clean(), q_fp8, kv_fp8, kv_scale, w, ks, ke, clean=True)
+                t = gpu_time(with_clean, 'clean_logits')
+            rows.append(Row(name=f'clean_logits (ragged, {variant}) S={S} N={n // 1024}K', seconds=t,
+                            bytes_read=2 * S * 4, bytes_written=masked * 4, flops=0, check=check))
         del q_fp8, kv_fp8, kv_scale, w, ks, ke
         torch.cuda.empty_cache()
+
+    # FP4 q and keys (packed e2m1 + UE8M0 scales per 32 elements), N = 16K
+    from ..utils.fp4_cache import dequantize_fp4, quantize_fp4
+    n = 16384
+    g = torch.Generator(device='cuda').manual_seed(1)
+    q_fp4, q_sf = quantize_fp4(torch.randn(S, H, D, device='cuda', generator=g).bfloat16())
+    k_fp4, k_sf = quantize_fp4(torch.randn(n, D, device='cuda', generator=g).bfloat16())
+    w = torch.randn(S, H, device='cuda', generator=g)
+    ke = torch.arange(n - S + 1, n + 1, device='cuda', dtype=torch.int32)
+    ks = torch.zeros_like(ke)
+    pairs = int((ke - ks).sum().item())
+
+    def fp4_kernel():
+        return deep_gemm.fp8_fp4_mqa_logits((q_fp4, q_sf), (k_fp4, k_sf), w, ks, ke, clean_logits=False)
+
+    check = _check(fp4_kernel(), dequantize_fp4(q_fp4, q_sf), dequantize_fp4(k_fp4, k_sf), None, w, ks, ke,
+                   clean=False)
+    t = gpu_time(fp4_kernel, 'mqa_logits')
+    bytes_read = q_fp4.numel() + q_sf.numel() * 4 + k_fp4.numel() + k_sf.numel() * 4 + w.numel() * 4 + 2 * S * 4
+    arch = torch.cuda.get_device_capability()
+    form = ('native block-scaled FP4 (OMMA m16n8k64), unless DG_SM120_FP4_MMA=portable or its cross-check failed'
+            if arch[0] == 12 else 'the portable form (FP4 dequantized to bf16 + bf16 m16n8k16 mma.sync)')
+    rows.append(Row(name=f'fp4 mqa_logits S={S} N={n // 1024}K H={H} D={D} causal', seconds=t,
+                    bytes_read=bytes_read, bytes_written=pairs * 4, flops=2 * H * D * pairs, mma='fp8_mma',
+                    check=check,
+                    notes=[f'this GPU (sm_{arch[0]}{arch[1]}) runs {form}; the floor uses the FP8 mma.sync ceiling '
+                           f'(sm_120 FP4 peak is ~1.7x the FP8 one, SM120.md §1)']))
     return rows

@@ -3,8 +3,9 @@
 // NOTES: the mHC pre-norm GEMM is a stream over `a` (M x K bf16) with a small `b` (N <= 32 rows) re-read from L2
 // by every M tile. One tiling serves every shape: 128-row tiles keep `b`'s L2 traffic at 4N / 256 of `a`'s
 // (0.375x for N = 24), 64-wide K slices in a 4-stage cp.async pipeline keep 48 KB of `a` in flight per SM, and the
-// whole pipeline (<= 96 KB) fits sm_120's 101376 B with one CTA per SM. The only per-call choice is how many
-// internal K splits fill the GPU when M is small.
+// whole pipeline (<= 96 KB) fits sm_120's 101376 B with one CTA per SM. The per-call choices (runtime arguments,
+// no extra kernels): how many internal K splits fill the GPU when M is small, whether their sum is one- or two-level,
+// and whether each M tile's K order is rotated (see get_hc_prenorm_plan).
 
 #include <algorithm>
 #include <cmath>
@@ -40,11 +41,23 @@ struct HcPrenormPlan {
     int num_n_tiles = 0;
     int num_m_tiles = 0;
     int num_int_splits = 1;     // CTAs per (M tile, caller's split), summed in a fixed order in-kernel
+    int group_size = 1;         // splits per level-1 group of the in-kernel sum (== num_int_splits: one level)
+    bool rotate = false;        // rotate each M tile's K order (spreads the CTAs' `b` reads over K)
     int smem_bytes = 0;
+
+    int num_groups() const { return (num_int_splits + group_size - 1) / group_size; }
 };
 
+// Plan variants, chosen by DG_HC_VARIANT (runtime only: every variant uses the same enumerated kernels):
+//   1 (default): split count from a latency/bandwidth cost model, two-level sum tree where it pays, rotated K order
+//   2: as 1 without the K rotation
+//   0: the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no rotation)
+// NOTES: the bench (deep_gemm/bench/hc.py) times all three so they can be compared in one run.
+constexpr int kHcDefaultVariant = 1;
+
 // `num_user_splits`: the caller's `num_splits` (1 when None). K / num_user_splits is a multiple of kBlockK.
-inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits) {
+inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits,
+                                         int variant = kHcDefaultVariant) {
     using T = HcPrenormTiling;
     HcPrenormPlan plan;
     plan.num_n_tiles = T::num_n_tiles(n);
@@ -52,18 +65,55 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
     plan.smem_bytes = T::smem_bytes(plan.num_n_tiles);
     DG_HOST_ASSERT(plan.smem_bytes <= arch.smem_capacity);
 
-    // One CTA per SM (the pipeline takes most of an SM's shared memory). Split K further while the grid is
-    // smaller than the GPU, but not beyond the point where the last CTA's combine (reading every split's partial
-    // of the tile) costs more than it saves: with main = bytes each split reads and combine = bytes per partial,
-    // time ~ main / s + combine * s is smallest at s = sqrt(main / combine).
     const int kb_per_user = k / T::kBlockK / num_user_splits;
     const int ctas = plan.num_m_tiles * num_user_splits;
     const int by_sms = std::max(1, arch.num_sms / std::max(1, ctas));
     const int rows = std::min(m, T::kBlockM);
-    const double main_bytes = (rows * 2.0 + n * 4.0) * (static_cast<double>(k) / num_user_splits);
-    const double combine_bytes = rows * (plan.num_n_tiles * 8 + 1) * 4.0;
-    const int by_cost = std::max(1, static_cast<int>(std::sqrt(main_bytes / combine_bytes)));
-    plan.num_int_splits = std::max(1, std::min({by_sms, by_cost, kb_per_user}));
+    const double partial_bytes = rows * (plan.num_n_tiles * 8 + 1) * 4.0;
+
+    if (variant == 0) {
+        // One CTA per SM. Split K while the grid is smaller than the GPU, but not beyond where the last CTA's
+        // combine costs more than it saves: time ~ main / s + combine * s is smallest at s = sqrt(main / combine).
+        const double main_bytes = (rows * 2.0 + n * 4.0) * (static_cast<double>(k) / num_user_splits);
+        const int by_cost = std::max(1, static_cast<int>(std::sqrt(main_bytes / partial_bytes)));
+        plan.num_int_splits = std::max(1, std::min({by_sms, by_cost, kb_per_user}));
+        plan.group_size = plan.num_int_splits;
+        return plan;
+    }
+    plan.rotate = variant != 2;
+
+    // Cost model (microseconds) of one split count s, one CTA per SM:
+    //   main: first-byte latency + this CTA's bytes at its share of DRAM bandwidth, capped by what its pipeline
+    //         keeps in flight (kNumStages - 1 stages per latency);
+    //   sum:  per level, a fence/counter/first-load latency + the partials its closer reads from L2.
+    // Rough constants (about H100 / RTX 5090 class); only the shape of the curve matters.
+    constexpr double kLatencyUs = 1.0, kSyncUs = 0.8, kDramBytesPerUs = 2.5e6, kL2BytesPerUsPerSm = 1.0e5;
+    const double active_rows = std::min(T::kBlockM, (rows + 31) / 32 * 32);
+    const double stage_bytes = std::min<double>(rows, active_rows) * T::kBlockK * 2.0 + n * T::kBlockK * 4.0;
+    const int max_splits = std::max(1, std::min(by_sms, kb_per_user / 2));
+    double best = 0;
+    for (int s = 1; s <= max_splits; ++s) {
+        const int stages = (kb_per_user + s - 1) / s;
+        const double rate = std::min(kDramBytesPerUs / (static_cast<double>(ctas) * s),
+                                     (T::kNumStages - 1) * stage_bytes / kLatencyUs);
+        const double t_main = kLatencyUs + stages * stage_bytes / rate;
+        double t_sum = 0;
+        int group = s;
+        if (s > 1) {
+            const double flat = kSyncUs + s * partial_bytes / kL2BytesPerUsPerSm;
+            const int g = std::max(2, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(s)))));
+            const double tree = 2 * kSyncUs + (g + (s + g - 1) / g) * partial_bytes / kL2BytesPerUsPerSm;
+            t_sum = flat;
+            if (g < s and tree < flat)
+                t_sum = tree, group = g;
+        }
+        const double t = t_main + t_sum;
+        // Ties (within 1%) go to more splits: more CTAs hide more latency than the model knows
+        if (s == 1 or t <= best * 1.01) {
+            best = std::min(best == 0 ? t : best, t);
+            plan.num_int_splits = s, plan.group_size = group;
+        }
+    }
     return plan;
 }
 

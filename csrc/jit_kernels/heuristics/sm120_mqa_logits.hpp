@@ -1,7 +1,7 @@
 #pragma once
 
-// Config choice for the ragged (prefill) FP8 MQA logits kernel (`impls/sm120_fp8_mqa_logits.cuh`), and the
-// choice between the two FP8 `mma.sync` forms (SM120.md §1, §4).
+// Config choice for the ragged (prefill) FP8 / FP4 MQA logits kernel (`impls/sm120_fp8_mqa_logits.cuh`), and the
+// choice between the two FP8 `mma.sync` forms and the two FP4 forms (SM120.md §1, §4).
 
 #include <algorithm>
 #include <string>
@@ -23,9 +23,21 @@ inline bool choose_block_scaled_fp8_mma(const ArchSpec& arch) {
     return arch.block_scaled_mma and form != "plain";
 }
 
+// Which FP4 MMA form the ragged kernel uses. `DG_SM120_FP4_MMA=portable` forces the portable form (exact
+// dequantization to bf16 + bf16 `mma.sync`) everywhere; otherwise the native block-scaled FP4 form is chosen
+// wherever the target has it (sm_120a/sm_121a). Like the block-scaled FP8 form it is cross-checked once per
+// configuration against its portable twin until validated on hardware (`kFp4NativeValidatedOnHardware`).
+inline bool choose_native_fp4_mma_for_ragged(const ArchSpec& arch) {
+    const auto form = get_env("DG_SM120_FP4_MMA");
+    DG_CHECK(form.empty() or form == "portable" or form == "native",
+             "environment variable DG_SM120_FP4_MMA must be 'portable' or 'native'; got '", form, "'");
+    return arch.block_scaled_mma and form != "portable";
+}
+
 struct RaggedMqaLogitsPlan {
     int num_heads = 0, head_dim = 0;
-    bool block_scaled = false;
+    bool fp4 = false;           // FP4 q and keys (packed e2m1 + UE8M0 scales), else FP8
+    bool block_scaled = false;  // the sm_120a-only MMA form: block-scaled FP8, or native FP4
     int num_warps = 8;
     int block_k = 64;           // keys per pipeline stage
     int num_stages = 4;
@@ -33,7 +45,12 @@ struct RaggedMqaLogitsPlan {
     int queries_per_warp() const { return 64 / num_heads; }
     int block_q() const { return num_warps * queries_per_warp(); }
     int num_threads() const { return num_warps * 32; }
-    int smem_bytes() const { return num_stages * (block_k * head_dim + block_k * 4) + 2 * block_q() * 4; }
+    int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
+    // Key tiles and their scales per stage, the query ranges, and (portable FP4) the weights
+    int smem_bytes() const {
+        return num_stages * (block_k * row_bytes() + block_k * 4) + 2 * block_q() * 4 +
+               (fp4 and not block_scaled ? num_warps * 64 * 4 : 0);
+    }
 
     // Split each query tile's key range over this many CTAs when query tiles alone cannot fill the GPU
     int num_splits(const ArchSpec& arch, int num_q, int num_k) const {
@@ -47,11 +64,16 @@ struct RaggedMqaLogitsPlan {
 
 inline constexpr int kRaggedHeads[] = {8, 16, 32, 64};
 inline constexpr int kRaggedHeadDims[] = {32, 64, 128};
+inline constexpr int kRaggedFp4HeadDims[] = {64, 128};
 
+// NOTES: FP4 tiles hold 128 keys (half the bytes per key, so the same 8 KB per stage as FP8 at D = 128, and half
+// as many barriers per key)
 inline RaggedMqaLogitsPlan plan_ragged_mqa_logits(const ArchSpec& arch, int num_heads, int head_dim,
-                                                  bool block_scaled) {
+                                                  bool block_scaled, bool fp4 = false) {
     RaggedMqaLogitsPlan plan;
-    plan.num_heads = num_heads, plan.head_dim = head_dim, plan.block_scaled = block_scaled;
+    plan.num_heads = num_heads, plan.head_dim = head_dim, plan.block_scaled = block_scaled, plan.fp4 = fp4;
+    if (fp4)
+        plan.block_k = 128;
     DG_HOST_ASSERT(plan.smem_bytes() <= arch.smem_capacity);
     return plan;
 }

@@ -1,7 +1,8 @@
 #pragma once
 
-// Host side of the ragged (prefill) FP8 MQA logits kernel (`deep_gemm/include/deep_gemm/impls/sm120_fp8_mqa_logits.cuh`):
-// source generation, the compile-only enumeration, the one-time FP8 MMA form cross-check, and the launch.
+// Host side of the ragged (prefill) FP8 / FP4 MQA logits kernel (`deep_gemm/include/deep_gemm/impls/sm120_fp8_mqa_logits.cuh`):
+// source generation, the compile-only enumeration, the one-time MMA-form cross-checks (block-scaled FP8 against
+// plain FP8, native FP4 against portable FP4), and the launch.
 
 #include <Python.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -22,27 +23,29 @@ namespace deep_gemm {
 struct RaggedMqaLogitsConfig {
     RaggedMqaLogitsPlan plan;
 
-    std::string symbol() const { return "sm120_fp8_mqa_logits"; }
+    std::string symbol() const { return plan.fp4 ? "sm120_fp4_mqa_logits" : "sm120_fp8_mqa_logits"; }
 
     std::string generate() const {
         const auto& p = plan;
         return cat("#include <deep_gemm/impls/sm120_fp8_mqa_logits.cuh>\n\n",
                    "extern \"C\" __global__ void __launch_bounds__(", p.num_threads(), ", 1) ", symbol(), "(\n",
-                   "        const deep_gemm::uint8_t* q, const deep_gemm::uint8_t* k, const float* kv_scale,\n",
-                   "        const void* weights, long long weights_stride, int weights_bf16, const int* ks,\n",
-                   "        const int* ke, void* logits, long long logits_stride, int logits_bf16, int num_q,\n",
-                   "        int num_k, int max_seqlen_k, int num_splits) {\n",
+                   "        const deep_gemm::uint8_t* q, const int* q_sf, const deep_gemm::uint8_t* k,\n",
+                   "        const void* kv_scale, const void* weights, long long weights_stride, int weights_bf16,\n",
+                   "        const int* ks, const int* ke, void* logits, long long logits_stride, int logits_bf16,\n",
+                   "        int num_q, int num_k, int max_seqlen_k, int num_splits) {\n",
                    "    deep_gemm::sm120_fp8_mqa_logits_impl<", p.num_heads, ", ", p.head_dim, ", ",
-                   p.block_scaled ? "true" : "false", ", ", p.num_warps, ", ", p.block_k, ", ", p.num_stages, ">(\n",
-                   "        q, k, kv_scale, weights, weights_stride, weights_bf16, ks, ke, logits, logits_stride,\n",
+                   p.fp4 ? "true" : "false", ", ", p.block_scaled ? "true" : "false", ", ", p.num_warps, ", ",
+                   p.block_k, ", ", p.num_stages, ">(\n",
+                   "        q, q_sf, k, kv_scale, weights, weights_stride, weights_bf16, ks, ke, logits, logits_stride,\n",
                    "        logits_bf16, num_q, num_k, max_seqlen_k, num_splits);\n",
                    "}\n");
     }
 
     std::string description() const {
         const auto& p = plan;
-        return cat("H=", p.num_heads, " D=", p.head_dim, " mma=", p.block_scaled ? "block_scaled" : "plain",
-                   " warps=", p.num_warps, " block_k=", p.block_k, " stages=", p.num_stages);
+        const char* form = p.fp4 ? (p.block_scaled ? "native" : "portable") : (p.block_scaled ? "block_scaled" : "plain");
+        return cat(p.fp4 ? "FP4 " : "", "H=", p.num_heads, " D=", p.head_dim, " mma=", form, " warps=", p.num_warps,
+                   " block_k=", p.block_k, " stages=", p.num_stages);
     }
 
     // Every config the heuristics can pick: each (H, D), with the plain form and, where the target has it,
@@ -65,6 +68,20 @@ struct RaggedMqaLogitsConfig {
                 }
             }
         }
+        // FP4: each (H, D) with the portable form and, where the target has it, the native form (the default there)
+        for (const int h: kRaggedHeads) {
+            for (const int d: kRaggedFp4HeadDims) {
+                for (const bool native: {false, true}) {
+                    if (native and not arch.block_scaled_mma)
+                        continue;
+                    const RaggedMqaLogitsConfig c{plan_ragged_mqa_logits(arch, h, d, native, true)};
+                    std::vector<std::string> sass = {"LDSM", "LDGSTS"};
+                    sass.push_back(native ? "OMMA.SF.16864" : "HMMA.16816.F32.BF16");
+                    specs.push_back({"mqa_logits", c.symbol(), c.generate(), c.description(), c.plan.num_threads(),
+                                     c.plan.smem_bytes(), sass});
+                }
+            }
+        }
         return specs;
     }
 };
@@ -72,8 +89,9 @@ struct RaggedMqaLogitsConfig {
 // The raw arguments of one launch
 struct RaggedMqaLogitsArgs {
     const void* q;
+    const int* q_sf;            // FP4: int32 [S, H] packed UE8M0; FP8: nullptr
     const void* k;
-    const float* kv_scale;
+    const void* kv_scale;       // FP8: float32 [N]; FP4: int32 [N] packed UE8M0
     const void* weights;
     int64_t weights_stride;
     bool weights_bf16;
@@ -100,7 +118,7 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
     launch.smem_bytes = static_cast<unsigned>(p.smem_bytes());
     launch.stream = stream;
     launch.device = device;
-    runtime->launch(launch, static_cast<const uint8_t*>(a.q), static_cast<const uint8_t*>(a.k), a.kv_scale,
+    runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.k), a.kv_scale,
                     a.weights, static_cast<long long>(a.weights_stride), static_cast<int>(a.weights_bf16), a.ks,
                     a.ke, a.logits, static_cast<long long>(a.logits_stride), static_cast<int>(a.logits_bf16),
                     a.num_q, a.num_k, a.max_seqlen_k, num_splits);
@@ -127,7 +145,7 @@ inline MmaCheckResult cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig&
     for (const RaggedMqaLogitsConfig* c: {&candidate, static_cast<const RaggedMqaLogitsConfig*>(&twin)}) {
         // Outside each row's range the output stays 0 in both runs, so the whole tensor can be compared
         auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
-        RaggedMqaLogitsArgs a{q.data_ptr(), k.data_ptr(), scale.data_ptr<float>(), w.data_ptr(), w.stride(0), false,
+        RaggedMqaLogitsArgs a{q.data_ptr(), nullptr, k.data_ptr(), scale.data_ptr<float>(), w.data_ptr(), w.stride(0), false,
                               ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0), false, s, n, 0};
         launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
         outs.push_back(out);
@@ -135,9 +153,52 @@ inline MmaCheckResult cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig&
     return compare_mma_outputs(outs[0], outs[1], inject_fault);
 }
 
+// The FP4 twin check: native against portable, on random packed e2m1 bytes with UE8M0 scales near 2^0
+inline MmaCheckResult cross_check_ragged_fp4_mqa_logits(const RaggedMqaLogitsConfig& candidate, const ArchSpec& arch,
+                                                        int device, cudaStream_t stream, bool inject_fault) {
+    const auto& p = candidate.plan;
+    RaggedMqaLogitsConfig twin = candidate;
+    twin.plan.block_scaled = false;
+    const int s = 2 * p.block_q() + 3, n = 3 * p.block_k + 17, half = p.head_dim / 2;
+    auto gen = at::detail::createCPUGenerator(0x5eed4);
+    const auto cpu = torch::TensorOptions().dtype(torch::kLong);
+    const auto dev = torch::TensorOptions().device(torch::kCUDA, device);
+    // Packed int32 scales from four random UE8M0 bytes in [124, 130] (for D = 64 the upper two are padding)
+    const auto scales = [&](std::vector<int64_t> shape) {
+        auto bytes_shape = shape;
+        bytes_shape.push_back(4);
+        return torch::randint(124, 131, bytes_shape, gen, cpu).to(torch::kByte).contiguous().view(torch::kInt)
+            .squeeze(-1).contiguous().to(dev.dtype(torch::kInt));
+    };
+    const auto q = torch::randint(-128, 128, {s, p.num_heads, half}, gen, cpu).to(dev.dtype(torch::kChar));
+    const auto q_sf = scales({s, p.num_heads});
+    const auto k = torch::randint(-128, 128, {n, half}, gen, cpu).to(dev.dtype(torch::kChar));
+    const auto k_sf = scales({n});
+    const auto w = torch::randn({s, p.num_heads}, gen, cpu.dtype(torch::kFloat)).to(dev.dtype(torch::kFloat));
+    const auto ks = torch::randint(0, n / 2, {s}, gen, cpu).to(dev.dtype(torch::kInt));
+    const auto ke = torch::randint(n / 2, n + 1, {s}, gen, cpu).to(dev.dtype(torch::kInt));
+    std::vector<torch::Tensor> outs;
+    for (const RaggedMqaLogitsConfig* c: {&candidate, static_cast<const RaggedMqaLogitsConfig*>(&twin)}) {
+        auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
+        RaggedMqaLogitsArgs a{q.data_ptr(), q_sf.data_ptr<int>(), k.data_ptr(), k_sf.data_ptr(), w.data_ptr(),
+                              w.stride(0), false, ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0),
+                              false, s, n, 0};
+        launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
+        outs.push_back(out);
+    }
+    // NOTES: the products are exact in both forms, but they are summed in different orders (one k64 MMA against
+    // four bf16 k16 MMAs), so the forms agree to a few FP32 roundings of the partial sums, not bitwise
+    return compare_mma_outputs(outs[0], outs[1], inject_fault, 1e-5);
+}
+
 // The form to launch with: the plan's, unless its cross-check fails (or cannot run yet, during graph capture)
 inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const ArchSpec& arch, int device,
                                  cudaStream_t stream) {
+    if (config.plan.fp4)
+        return MmaCrossCheck::get().resolve("fp4_mqa_logits", config.description(), config.plan.block_scaled,
+                                            kFp4NativeValidatedOnHardware, device, stream, [&](bool inject_fault) {
+            return cross_check_ragged_fp4_mqa_logits(config, arch, device, stream, inject_fault);
+        });
     return MmaCrossCheck::get().resolve("fp8_mqa_logits", config.description(), config.plan.block_scaled,
                                         kFp8BlockScaledValidatedOnHardware, device, stream, [&](bool inject_fault) {
         return cross_check_ragged_mqa_logits(config, arch, device, stream, inject_fault);
@@ -145,11 +206,13 @@ inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const Arch
 }
 
 // The public path: plan, pick the MMA form (cross-checked once), launch on the current stream
-inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_heads, int head_dim, int device) {
+inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_heads, int head_dim, bool fp4,
+                                     int device) {
     if (args.num_q == 0 or args.num_k == 0)
         return;
     const auto arch = current_arch_spec();
-    RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, choose_block_scaled_fp8_mma(arch))};
+    const bool sm120_form = fp4 ? choose_native_fp4_mma_for_ragged(arch) : choose_block_scaled_fp8_mma(arch);
+    RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, sm120_form, fp4)};
     const auto stream = at::cuda::getCurrentCUDAStream(device).stream();
     config.plan.block_scaled = resolve_block_scaled(config, arch, device, stream);
     if (get_env_flag("DG_PRINT_CONFIGS")) {

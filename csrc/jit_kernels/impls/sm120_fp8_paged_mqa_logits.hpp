@@ -1,19 +1,26 @@
 #pragma once
 
 // Host side of the paged MQA logits family (CONTRACT.md §2.2-2.4): the schedule-metadata kernel
-// (`smxx_paged_mqa_logits_metadata.cuh`), the FP8 logits kernel (`sm120_fp8_paged_mqa_logits.cuh`), argument
-// checks, the cached synchronous value check, and the once-per-config cross-check of the block-scaled MMA form.
+// (`smxx_paged_mqa_logits_metadata.cuh`), the FP8 / FP4 logits kernel (`sm120_fp8_paged_mqa_logits.cuh`), argument
+// checks, the cached synchronous value check, and the once-per-config cross-check of the sm_120-only MMA forms
+// (through the shared `MmaCrossCheck`).
+//
+// NOTES: the warm path is kept short: compiled kernels are cached per (config, device) under a packed integer key
+// (no source generation or string compare per call), the arch spec per device, and the value check under a
+// fixed-size key.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/python.h>
 
+#include <array>
 #include <cstdio>
-#include <map>
+#include <cstring>
+#include <functional>
 #include <mutex>
 #include <optional>
-#include <tuple>
+#include <unordered_map>
 
 #include "../../jit/cache.hpp"
 #include "../../jit/device_runtime.hpp"
@@ -21,6 +28,7 @@
 #include "../../utils/outputs.hpp"
 #include "../heuristics/sm120_paged_mqa_logits.hpp"
 #include "../registry.hpp"
+#include "sm120_mma_cross_check.hpp"
 #include "smxx_clean_logits.hpp"
 
 namespace deep_gemm {
@@ -48,35 +56,68 @@ struct PagedMetadataConfig {
 
 struct PagedMQALogitsConfig {
     int num_heads = 64, head_dim = 128, block_kv = 64, num_stages = 2;
-    bool block_scaled = false;
+    bool fp4 = false;
+    bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
+    PagedWarpLayout layout = PagedMQALogitsHeuristics::default_layout();
 
-    static std::string symbol() { return "sm120_fp8_paged_mqa_logits"; }
-    int smem_bytes() const { return PagedMQALogitsHeuristics::smem_bytes(head_dim, block_kv, num_stages); }
+    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
+                                     PagedWarpLayout layout) {
+        const int row_bytes = fp4 ? d / 2 : d;
+        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv), fp4, fast, layout};
+    }
+
+    int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
+    int num_threads() const { return layout.num_threads(); }
+    std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
+    int smem_bytes() const { return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages); }
+
+    // A compact identity (everything `generate` depends on)
+    uint64_t key() const {
+        return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
+               static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
+               static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
+               static_cast<uint64_t>(layout.m_per_warp) << 34 | static_cast<uint64_t>(layout.consumer_warps) << 38;
+    }
 
     std::string generate() const {
         return cat("#include <deep_gemm/impls/sm120_fp8_paged_mqa_logits.cuh>\n\n",
-                   "extern \"C\" __global__ void __launch_bounds__(", PagedMQALogitsHeuristics::kNumThreads, ", 1) ",
-                   symbol(), "(\n",
-                   "        const deep_gemm::uint8_t* q, const deep_gemm::uint8_t* kv_cache, long long page_stride,\n",
-                   "        int num_pool_pages, const void* weights, long long weights_stride, const int* context_lens,\n",
-                   "        long long cl_stride_b, long long cl_stride_t, const int* block_table, long long bt_stride,\n",
-                   "        int max_pages, const int* schedule_meta, void* logits, long long logits_stride,\n",
-                   "        int num_requests, int next_n, int max_context_len, int flags) {\n",
+                   "extern \"C\" __global__ void __launch_bounds__(", num_threads(), ", 1) ", symbol(), "(\n",
+                   "        const deep_gemm::uint8_t* q, const int* q_sf, const deep_gemm::uint8_t* kv_cache,\n",
+                   "        long long page_stride, int num_pool_pages, const void* weights, long long weights_stride,\n",
+                   "        const int* context_lens, long long cl_stride_b, long long cl_stride_t,\n",
+                   "        const int* block_table, long long bt_stride, int max_pages, const int* schedule_meta,\n",
+                   "        void* logits, long long logits_stride, int num_requests, int next_n, int max_context_len,\n",
+                   "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
-                   num_stages, ", ", block_scaled ? "true" : "false", ">(\n",
-                   "        q, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens, cl_stride_b,\n",
-                   "        cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits, logits_stride,\n",
-                   "        num_requests, next_n, max_context_len, flags);\n",
+                   num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
+                   layout.m_per_warp, ", ", layout.consumer_warps, ">(\n",
+                   "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
+                   "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
+                   "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
                    "}\n");
     }
 
     std::string describe() const {
-        return cat("H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=", num_stages,
-                   block_scaled ? " mma=block_scaled" : " mma=plain");
+        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
+        return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
+                   num_stages, " mma=", form, " layout=", layout.name());
     }
 
-    // Every config the heuristics can pick: both MMA forms where the block-scaled one exists (the plain form is
-    // `DG_SM120_FP8_MMA=plain` and the cross-check's fallback)
+    std::vector<std::string> expected_sass(const ArchSpec& arch) const {
+        if (fp4) {
+            if (fast_mma)
+                return {"OMMA.SF.16864"};
+            return {"HMMA.16816.F32.BF16"};
+        }
+        if (arch.is_sm120_family())
+            return {fast_mma ? "QMMA.SF" : "QMMA.16832"};
+        return {};
+    }
+
+    // Every config the heuristics can pick: FP8 with both MMA forms where the block-scaled one exists (the plain
+    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form and, where it
+    // exists, the native one; the default warp layout everywhere, plus the A/B layouts of `DG_PAGED_MQA_VARIANT`
+    // for FP8 H = 64, D = 128
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
         specs.push_back({"paged_mqa_logits_metadata", PagedMetadataConfig::symbol(), PagedMetadataConfig::generate(),
@@ -84,17 +125,24 @@ struct PagedMQALogitsConfig {
         std::vector<bool> forms = {false};
         if (arch.block_scaled_mma)
             forms.push_back(true);
+        const auto add = [&](const PagedMQALogitsConfig& c) {
+            specs.push_back({"paged_mqa_logits", c.symbol(), c.generate(), c.describe(), c.num_threads(),
+                             c.smem_bytes(), c.expected_sass(arch)});
+        };
         for (const int h: {8, 16, 32, 64})
             for (const int d: {32, 64, 128})
                 for (const int bkv: {32, 64})
-                    for (const bool bs: forms) {
-                        const PagedMQALogitsConfig c{h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, d, bkv), bs};
-                        std::vector<std::string> sass;
-                        if (arch.is_sm120_family())
-                            sass.push_back(bs ? "QMMA.SF" : "QMMA.16832");
-                        specs.push_back({"paged_mqa_logits", symbol(), c.generate(), c.describe(),
-                                         PagedMQALogitsHeuristics::kNumThreads, c.smem_bytes(), sass});
+                    for (const bool fast: forms) {
+                        add(make(arch, h, d, bkv, false, fast, PagedMQALogitsHeuristics::default_layout()));
+                        if (PagedMQALogitsHeuristics::variant_applies(h, d))
+                            for (const auto& l: PagedMQALogitsHeuristics::ab_layouts())
+                                add(make(arch, h, d, bkv, false, fast, l));
                     }
+        for (const int h: {8, 16, 32, 64})
+            for (const int d: {64, 128})
+                for (const int bkv: {32, 64})
+                    for (const bool fast: forms)
+                        add(make(arch, h, d, bkv, true, fast, PagedMQALogitsHeuristics::fp4_layout(h, d, fast)));
         return specs;
     }
 };
@@ -102,20 +150,31 @@ struct PagedMQALogitsConfig {
 // ---------------------------------------------------------------------------------------------------- launches
 namespace paged_detail {
 
-inline std::shared_ptr<jit::KernelRuntime> runtime_for(const std::string& source, const std::string& symbol,
-                                                       int device) {
+// Compiled kernels per (config key, device): a lookup is a mutex and a hash of one integer
+inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const std::function<std::string()>& source,
+                                       const std::string& symbol) {
     static std::mutex mutex;
-    static std::map<std::pair<std::string, std::string>, std::shared_ptr<jit::KernelRuntime>> cache;
-    const auto target = jit::DeviceRuntime::compile_target(device);
-    auto key = std::make_pair(target, source);
+    static std::unordered_map<uint64_t, std::shared_ptr<jit::KernelRuntime>> cache;
+    const uint64_t full_key = key ^ (static_cast<uint64_t>(device & 0xff) << 48);
     {
         std::lock_guard<std::mutex> lock(mutex);
-        if (const auto it = cache.find(key); it != cache.end())
-            return it->second;
+        if (const auto it = cache.find(full_key); it != cache.end())
+            return it->second.get();
     }
-    auto rt = jit::KernelCache::get().lookup_or_build(symbol, source, target);
+    auto rt = jit::KernelCache::get().lookup_or_build(symbol, source(), jit::DeviceRuntime::compile_target(device));
     std::lock_guard<std::mutex> lock(mutex);
-    return cache.emplace(std::move(key), std::move(rt)).first->second;
+    return cache.emplace(full_key, std::move(rt)).first->second.get();
+}
+
+// The arch spec per device (it depends only on the device and DG_SM120_MODE)
+inline ArchSpec arch_spec(int device) {
+    static std::mutex mutex;
+    static std::unordered_map<int, ArchSpec> cache;
+    const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = cache.find(key); it != cache.end())
+        return it->second;
+    return cache.emplace(key, current_arch_spec()).first->second;
 }
 
 inline bool is_capturing() {
@@ -127,8 +186,8 @@ inline bool is_capturing() {
 inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n, int block_kv, int num_sms,
                                   const torch::Tensor& meta) {
     const int device = context_lens.get_device();
-    static const std::string source = PagedMetadataConfig::generate();
-    const auto runtime = paged_detail::runtime_for(source, PagedMetadataConfig::symbol(), device);
+    const auto runtime = paged_detail::runtime_for(uint64_t(1) << 63, device, &PagedMetadataConfig::generate,
+                                                   PagedMetadataConfig::symbol());
     const bool is_2d = context_lens.dim() == 2;
     jit::LaunchConfig launch;
     launch.grid_x = 1;
@@ -144,6 +203,7 @@ inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n,
 // Everything the logits kernel needs, already validated
 struct PagedLogitsArgs {
     const void* q;
+    const int* q_sf;                // FP4 only
     const void* kv_cache;
     int64_t page_stride;            // bytes
     int num_pool_pages;
@@ -161,15 +221,17 @@ struct PagedLogitsArgs {
     int num_requests, next_n, max_context_len, flags;
 };
 
-inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedLogitsArgs& a, int device) {
-    const auto runtime = paged_detail::runtime_for(config.generate(), PagedMQALogitsConfig::symbol(), device);
+inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedLogitsArgs& a, int device,
+                                cudaStream_t stream) {
+    const auto runtime = paged_detail::runtime_for(config.key(), device, [&]() { return config.generate(); },
+                                                   config.symbol());
     jit::LaunchConfig launch;
     launch.grid_x = static_cast<unsigned>(a.num_sms);
-    launch.block_x = PagedMQALogitsHeuristics::kNumThreads;
+    launch.block_x = static_cast<unsigned>(config.num_threads());
     launch.smem_bytes = static_cast<unsigned>(config.smem_bytes());
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
+    launch.stream = stream;
     launch.device = device;
-    runtime->launch(launch, static_cast<const uint8_t*>(a.q), static_cast<const uint8_t*>(a.kv_cache),
+    runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.kv_cache),
                     static_cast<long long>(a.page_stride), a.num_pool_pages, a.weights,
                     static_cast<long long>(a.weights_stride), a.context_lens, static_cast<long long>(a.cl_stride_b),
                     static_cast<long long>(a.cl_stride_t), a.block_table, static_cast<long long>(a.bt_stride),
@@ -177,85 +239,76 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
                     a.next_n, a.max_context_len, a.flags);
 }
 
-// ------------------------------------------------------------------------------- the block-scaled cross-check
-// NOTES: SM120.md §4: the block-scaled form (sm_120a/121a only) is checked once per (H, D, block_kv) and process
-// against the plain form on a small input; on a mismatch it warns once and the plain form is used from then on.
-// `DG_PAGED_MQA_XCHECK=force` runs the check on any GPU with the plain form as the candidate (so the mechanism is
-// exercised on the H100); `=force_mismatch` also perturbs the candidate's result to exercise the fallback.
-struct PagedXCheckState {
-    std::mutex mutex;
-    std::map<std::tuple<int, int, int>, bool> results;    // (H, D, block_kv) -> the block-scaled form agrees
-
-    static PagedXCheckState& get() {
-        static PagedXCheckState s;
-        return s;
-    }
-};
-
-inline bool run_paged_xcheck(const PagedMQALogitsConfig& candidate, const PagedMQALogitsConfig& twin,
-                             const c10::Device& device, bool simulate_mismatch) {
-    const int H = candidate.num_heads, D = candidate.head_dim, bkv = candidate.block_kv;
+// ------------------------------------------------------------------------------- the sm_120 MMA-form cross-check
+// NOTES: SM120.md §4, through the shared `MmaCrossCheck`: the sm_120-only form of a config (FP8 block-scaled,
+// FP4 native) runs once against its portable twin (FP8 plain, FP4 portable) on a small paged input with a
+// permuted block table, 2-D lengths and next_n = 2; both outputs start as zeros, so whole tensors compare.
+inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candidate, int device, cudaStream_t stream,
+                                               bool inject_fault) {
+    PagedMQALogitsConfig twin = candidate;
+    twin.fast_mma = false;
+    if (twin.fp4)
+        twin.layout = PagedMQALogitsHeuristics::fp4_layout(twin.num_heads, twin.head_dim, false);
+    const int H = candidate.num_heads, D = candidate.head_dim, bkv = candidate.block_kv, rb = candidate.row_bytes();
     constexpr int B = 2, n = 2, P = 6;
-    const auto f32 = torch::TensorOptions().dtype(torch::kFloat).device(device);
-    const auto i32 = torch::TensorOptions().dtype(torch::kInt).device(device);
-    // Deterministic pseudo-random values that leave torch's RNG state alone
-    const auto noise = [&](int64_t count, double seed) {
-        return torch::arange(count, f32).mul(12.9898).add(seed).sin().mul(43758.5453).frac();
+    auto gen = at::detail::createCPUGenerator(0x9a9ed);
+    const auto cpu = torch::TensorOptions().dtype(torch::kFloat);
+    const auto u8 = torch::TensorOptions().dtype(torch::kByte);
+    const auto dev = torch::TensorOptions().device(torch::kCUDA, device);
+    // FP4 scales: four UE8M0 bytes per int32 in [120, 134] (2^-7 .. 2^7)
+    const auto fp4_scales = [&](std::vector<int64_t> shape) {
+        auto sizes = shape;
+        sizes.push_back(4);
+        return torch::randint(120, 135, sizes, gen, u8).view(torch::kInt).view(shape);
     };
-    const auto q = noise(B * n * H * D, 0.1).mul(6.0).to(torch::kFloat8_e4m3fn);
-    auto kv = torch::zeros({P, bkv * (D + 4)}, torch::TensorOptions().dtype(torch::kByte).device(device));
-    kv.narrow(1, 0, bkv * D).copy_(noise(P * bkv * D, 0.7).mul(6.0).to(torch::kFloat8_e4m3fn).view({P, bkv * D})
-                                       .view(torch::kByte));
-    kv.narrow(1, bkv * D, bkv * 4).copy_(noise(P * bkv, 0.3).abs().add(0.25).view({P, bkv}).view(torch::kByte));
-    const auto weights = noise(B * n * H, 0.9).view({B * n, H}).contiguous();
-    const auto context_lens = torch::tensor({2 * bkv + 5, 2 * bkv + 6, bkv + 1, 3 * bkv}, i32).view({B, n});
-    const auto block_table = torch::tensor({5, 0, 3, 1, 4, 2}, i32).view({B, 3});
+    torch::Tensor q, q_sf, keys, key_scales;
+    if (candidate.fp4) {
+        q = torch::randint(0, 256, {B, n, H, rb}, gen, u8);
+        q_sf = fp4_scales({B, n, H}).to(dev);
+        keys = torch::randint(0, 256, {P, bkv * rb}, gen, u8);
+        key_scales = fp4_scales({P, bkv}).view(torch::kByte);
+    } else {
+        q = torch::randn({B, n, H, D}, gen, cpu).to(torch::kFloat8_e4m3fn).view(torch::kByte);
+        keys = torch::randn({P, bkv * D}, gen, cpu).to(torch::kFloat8_e4m3fn).view(torch::kByte);
+        key_scales = (torch::rand({P, bkv}, gen, cpu) + 0.25).view(torch::kByte);
+    }
+    q = q.to(dev);
+    const auto kv = torch::cat({keys, key_scales.reshape({P, bkv * 4})}, 1).to(dev);
+    const auto weights = torch::randn({B * n, H}, gen, cpu).to(dev);
+    const auto i32 = dev.dtype(torch::kInt);
+    const auto context_lens = torch::tensor({2 * bkv + 5, 2 * bkv + 6, bkv + 1, 3 * bkv}, torch::kInt).view({B, n}).to(dev);
+    const auto block_table = torch::tensor({5, 0, 3, 1, 4, 2}, torch::kInt).view({B, 3}).to(dev);
     const int num_sms = jit::DeviceRuntime::get().get_num_sms();
     const auto meta = torch::empty({num_sms + 1, 2}, i32);
     launch_paged_metadata(context_lens, n, bkv, num_sms, meta);
     const int width = 3 * bkv;
     torch::Tensor outs[2];
     for (int i = 0; i < 2; ++i) {
-        outs[i] = torch::zeros({B * n, width}, f32);
-        const PagedLogitsArgs a{q.data_ptr(), kv.data_ptr(), kv.stride(0), P, weights.data_ptr(), H,
-                                context_lens.data_ptr<int>(), n, 1, block_table.data_ptr<int>(), 3,
-                                3, meta.data_ptr<int>(), num_sms, outs[i].data_ptr(), width, B, n, width,
-                                kPagedContextLens2DFlag | kPagedAligned16Flag};
-        launch_paged_logits(i == 0 ? candidate : twin, a, device.index());
+        outs[i] = torch::zeros({B * n, width}, dev.dtype(torch::kFloat));
+        const PagedLogitsArgs a{q.data_ptr(), candidate.fp4 ? q_sf.data_ptr<int>() : nullptr, kv.data_ptr(),
+                                kv.stride(0), P, weights.data_ptr(), H, context_lens.data_ptr<int>(), n, 1,
+                                block_table.data_ptr<int>(), 3, 3, meta.data_ptr<int>(), num_sms, outs[i].data_ptr(),
+                                width, B, n, width, kPagedContextLens2DFlag | kPagedAligned16Flag};
+        launch_paged_logits(i == 0 ? candidate : twin, a, device, stream);
     }
-    if (simulate_mismatch)
-        outs[0].view(-1).narrow(0, 0, 1).add_(1.0f);
-    return torch::equal(outs[0], outs[1]);
+    return compare_mma_outputs(outs[0], outs[1], inject_fault);
 }
 
-// The MMA form for (H, D, block_kv) on this device, running the cross-check on first use
-inline bool choose_block_scaled(const ArchSpec& arch, const PagedMQALogitsConfig& base, const c10::Device& device) {
-    const auto force = get_env("DG_PAGED_MQA_XCHECK");
-    const bool forced = force == "force" or force == "force_mismatch";
-    const bool want = PagedMQALogitsHeuristics::want_block_scaled(arch);
-    if (not want and not forced)
+// The MMA form to launch with: the config's, unless its cross-check fails (or cannot run yet, during capture)
+inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int device, cudaStream_t stream) {
+    const auto mode = mma_check_mode();
+    const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
+    // NOTES: the same early exit as `resolve`, without building the description string on the warm path
+    if (not config.fast_mma and not forced)
         return false;
-    auto& state = PagedXCheckState::get();
-    const auto key = std::make_tuple(base.num_heads, base.head_dim, base.block_kv);
-    {
-        std::lock_guard<std::mutex> lock(state.mutex);
-        if (const auto it = state.results.find(key); it != state.results.end())
-            return want and it->second;
-    }
-    // NOTES: the check synchronizes, which a capturing stream forbids: use the plain form, decide later
-    if (paged_detail::is_capturing())
-        return false;
-    PagedMQALogitsConfig candidate = base, twin = base;
-    candidate.block_scaled = want;
-    twin.block_scaled = false;
-    const bool ok = run_paged_xcheck(candidate, twin, device, force == "force_mismatch");
-    if (not ok)
-        std::fprintf(stderr, "deep_gemm warning: fp8_paged_mqa_logits: the %s FP8 MMA form of config (%s) disagrees "
-                     "with the plain form on a cross-check; using the plain form for it from now on\n",
-                     want ? "block-scaled" : "candidate", base.describe().c_str());
-    std::lock_guard<std::mutex> lock(state.mutex);
-    state.results[key] = ok;
-    return want and ok;
+    const bool validated = config.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
+    if (config.fast_mma and validated and not forced)
+        return true;
+    return MmaCrossCheck::get().resolve(config.fp4 ? "fp8_fp4_paged_mqa_logits (FP4)" : "fp8_paged_mqa_logits",
+                                        config.describe(), config.fast_mma, validated, device, stream,
+                                        [&](bool inject_fault) {
+        return cross_check_paged_logits(config, device, stream, inject_fault);
+    });
 }
 
 // ------------------------------------------------------------------------------------- the cached value check
@@ -263,9 +316,24 @@ inline bool choose_block_scaled(const ArchSpec& arch, const PagedMQALogitsConfig
 // survives (it clamps) but cannot report. Outside graph capture we check it once per (context_lens buffer,
 // version, ...): SGLang reuses one `context_lens` across all layers, so only the first layer synchronizes.
 struct PagedValueCheckCache {
-    using Key = std::tuple<const void*, uint32_t, std::vector<int64_t>, std::vector<int64_t>, int64_t, int, int, int>;
+    struct Key {
+        const void* ptr;
+        uint32_t version;
+        int32_t dim;
+        int64_t sizes[2], strides[2];
+        int64_t max_pages;
+        int32_t block_kv, max_context_len, next_n, pad;
+
+        bool operator==(const Key& o) const {
+            return ptr == o.ptr and version == o.version and dim == o.dim and sizes[0] == o.sizes[0] and
+                   sizes[1] == o.sizes[1] and strides[0] == o.strides[0] and strides[1] == o.strides[1] and
+                   max_pages == o.max_pages and block_kv == o.block_kv and max_context_len == o.max_context_len and
+                   next_n == o.next_n;
+        }
+    };
     std::mutex mutex;
-    std::vector<Key> entries;
+    std::array<Key, 32> entries{};
+    int count = 0, next = 0;
 
     static PagedValueCheckCache& get() {
         static PagedValueCheckCache c;
@@ -278,14 +346,15 @@ inline void check_context_lens_values(const char* fn, const torch::Tensor& conte
     if (context_lens.numel() == 0 or paged_detail::is_capturing())
         return;
     auto& cache = PagedValueCheckCache::get();
-    PagedValueCheckCache::Key key{context_lens.data_ptr(),
-                                  context_lens.unsafeGetTensorImpl()->version_counter().current_version(),
-                                  context_lens.sizes().vec(), context_lens.strides().vec(), max_pages, block_kv,
-                                  max_context_len, next_n};
+    const bool is_2d = context_lens.dim() == 2;
+    const PagedValueCheckCache::Key key{
+        context_lens.data_ptr(), context_lens.unsafeGetTensorImpl()->version_counter().current_version(),
+        static_cast<int32_t>(context_lens.dim()), {context_lens.size(0), is_2d ? context_lens.size(1) : 0},
+        {context_lens.stride(0), is_2d ? context_lens.stride(1) : 0}, max_pages, block_kv, max_context_len, next_n, 0};
     {
         std::lock_guard<std::mutex> lock(cache.mutex);
-        for (const auto& e: cache.entries)
-            if (e == key)
+        for (int i = 0; i < cache.count; ++i)
+            if (cache.entries[i] == key)
                 return;
     }
     const int64_t max_len = context_lens.max().item<int>();
@@ -294,9 +363,9 @@ inline void check_context_lens_values(const char* fn, const torch::Tensor& conte
     DG_CHECK(max_len <= max_pages * block_kv, fn, ": every `context_lens` value must be <= `block_table`.shape[1] * "
              "block_kv = ", max_pages, " * ", block_kv, " = ", max_pages * block_kv, "; got a maximum of ", max_len);
     std::lock_guard<std::mutex> lock(cache.mutex);
-    if (cache.entries.size() >= 32)
-        cache.entries.erase(cache.entries.begin());
-    cache.entries.push_back(std::move(key));
+    cache.entries[cache.next] = key;
+    cache.next = (cache.next + 1) % static_cast<int>(cache.entries.size());
+    cache.count = std::min<int>(cache.count + 1, static_cast<int>(cache.entries.size()));
 }
 
 // ------------------------------------------------------------------------------------------------ public calls
@@ -343,42 +412,83 @@ inline torch::Tensor get_paged_mqa_logits_metadata(const torch::Tensor& context_
     return meta;
 }
 
-inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, const torch::Tensor& kv_cache,
-                                      const torch::Tensor& weights, const torch::Tensor& context_lens,
-                                      const torch::Tensor& block_table, const torch::Tensor& schedule_meta,
-                                      int64_t max_context_len, bool clean_logits, at::ScalarType logits_dtype,
-                                      const std::optional<torch::Tensor>& indices) {
+// `q_sf` present: the FP4 form (q packed e2m1 int8 [B, next_n, H, D/2], q_sf int32 [B, next_n, H], an FP4 cache
+// [P, block_kv, 1, D/2 + 4]); absent: the FP8 form (q e4m3 [B, next_n, H, D], an FP8 cache [P, block_kv, 1, D + 4])
+inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, const std::optional<torch::Tensor>& q_sf,
+                                      const torch::Tensor& kv_cache, const torch::Tensor& weights,
+                                      const torch::Tensor& context_lens, const torch::Tensor& block_table,
+                                      const torch::Tensor& schedule_meta, int64_t max_context_len, bool clean_logits,
+                                      at::ScalarType logits_dtype, const std::optional<torch::Tensor>& indices) {
     const ArgCheck c{fn};
-    // q: [B, next_n, H, D] float8_e4m3fn
+    const bool fp4 = q_sf.has_value();
     c.cuda(q, "q");
-    c.dtype(q, "q", torch::kFloat8_e4m3fn);
-    c.dim(q, "q", 4, "[B, next_n, H, D]");
+    if (fp4) {
+        // q: ([B, next_n, H, D/2] packed e2m1, [B, next_n, H] int32 packed UE8M0)
+        DG_TYPE_CHECK(q.scalar_type() == torch::kChar or q.scalar_type() == torch::kByte, fn,
+                      ": FP4 `q` (with scales `q[1]`) must have dtype torch.int8 (packed e2m1, two per byte); got ",
+                      describe(q));
+        c.dim(q, "q", 4, "[B, next_n, H, D/2] (packed FP4)");
+    } else {
+        DG_TYPE_CHECK(q.scalar_type() != torch::kChar and q.scalar_type() != torch::kByte, fn,
+                      ": packed FP4 `q` needs its scales: pass q = (q_fp4, q_sf int32 [B, next_n, H]); got q_sf = None "
+                      "and ", describe(q));
+        c.dtype(q, "q", torch::kFloat8_e4m3fn);
+        c.dim(q, "q", 4, "[B, next_n, H, D]");
+    }
     c.contiguous(q, "q");
     const auto device = q.device();
-    const int64_t B = q.size(0), next_n = q.size(1), H = q.size(2), D = q.size(3);
+    const int64_t B = q.size(0), next_n = q.size(1), H = q.size(2), D = fp4 ? 2 * q.size(3) : q.size(3);
+    const int64_t row_bytes = fp4 ? D / 2 : D;
     c.one_of<int64_t>(H, "q.shape[2]", {8, 16, 32, 64}, "the number of heads");
-    c.one_of<int64_t>(D, "q.shape[3]", {32, 64, 128}, "the head dim");
+    if (fp4)
+        DG_CHECK(D == 64 or D == 128, fn, ": FP4 `q`.shape[3] must be D/2 with the head dim D one of [64, 128] "
+                 "(32 or 64 packed bytes); got ", describe(q));
+    else
+        c.one_of<int64_t>(D, "q.shape[3]", {32, 64, 128}, "the head dim");
     DG_CHECK(1 <= next_n and next_n <= PagedMQALogitsHeuristics::kMaxNextN, fn, ": next_n = `q`.shape[1] must be in "
              "[1, ", PagedMQALogitsHeuristics::kMaxNextN, "]; got ", describe(q));
     DG_CHECK(reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0, fn, ": `q` must start 16-byte aligned");
+    if (fp4) {
+        const auto& sf = q_sf.value();
+        c.on_device(sf, "q[1] (q_sf)", device);
+        c.dtype(sf, "q[1] (q_sf)", torch::kInt);
+        DG_CHECK(sf.dim() == 3 and sf.size(0) == B and sf.size(1) == next_n and sf.size(2) == H, fn,
+                 ": `q[1]` (q_sf) must be [B, next_n, H] = [", B, ", ", next_n, ", ", H, "] int32 (four packed UE8M0 "
+                 "scales per head); got ", describe(sf));
+        c.contiguous(sf, "q[1] (q_sf)");
+    }
     DG_TYPE_CHECK(logits_dtype == torch::kFloat or logits_dtype == torch::kBFloat16, fn,
                   ": `logits_dtype` must be torch.float32 or torch.bfloat16; got ", dtype_name(logits_dtype));
 
-    // kv_cache: [P, block_kv, 1, D + 4] bytes
+    // kv_cache: [P, block_kv, 1, row_bytes + 4] bytes
     c.on_device(kv_cache, "kv_cache", device);
-    c.dtype_one_of(kv_cache, "kv_cache", {torch::kByte, torch::kFloat8_e4m3fn, torch::kChar});
-    c.dim(kv_cache, "kv_cache", 4, "[num_pages, block_kv, 1, D + 4]");
+    if (fp4)
+        DG_TYPE_CHECK(kv_cache.scalar_type() == torch::kByte or kv_cache.scalar_type() == torch::kChar, fn,
+                      ": with FP4 `q` the `kv_cache` must be an FP4 cache of dtype torch.uint8 [num_pages, block_kv, "
+                      "1, D/2 + 4]; got ", describe(kv_cache));
+    else
+        c.dtype_one_of(kv_cache, "kv_cache", {torch::kByte, torch::kFloat8_e4m3fn, torch::kChar});
+    c.dim(kv_cache, "kv_cache", 4, fp4 ? "[num_pages, block_kv, 1, D/2 + 4]" : "[num_pages, block_kv, 1, D + 4]");
     const int64_t P = kv_cache.size(0), block_kv = kv_cache.size(1);
     c.one_of<int64_t>(block_kv, "kv_cache.shape[1]", {32, 64}, "block_kv");
     c.size(kv_cache, "kv_cache", 2, 1, "one KV head");
-    c.size(kv_cache, "kv_cache", 3, D + 4, "D + 4: D key bytes and a float32 scale per token");
-    DG_CHECK(kv_cache.stride(3) == 1 and kv_cache.stride(1) == D + 4, fn,
-             ": `kv_cache` pages must be dense (strides [*, D + 4, *, 1]); got strides ",
+    if (fp4)
+        DG_CHECK(kv_cache.size(3) == row_bytes + 4, fn, ": with FP4 `q` (D = ", D, ") `kv_cache`.shape[3] must be "
+                 "D/2 + 4 = ", row_bytes + 4, " (an FP4 cache: D/2 packed key bytes and an int32 of UE8M0 scales per "
+                 "token); got ", describe(kv_cache),
+                 kv_cache.size(3) == D + 4 ? " (an FP8 cache? FP8 keys need FP8 `q`)" : "");
+    else
+        DG_CHECK(kv_cache.size(3) == row_bytes + 4, fn, ": with FP8 `q` (D = ", D, ") `kv_cache`.shape[3] must be "
+                 "D + 4 = ", row_bytes + 4, " (an FP8 cache: D key bytes and a float32 scale per token); got ",
+                 describe(kv_cache), kv_cache.size(3) == D / 2 + 4 ? " (an FP4 cache? FP4 keys need FP4 `q` = "
+                 "(q_fp4, q_sf))" : "");
+    DG_CHECK(kv_cache.stride(3) == 1 and kv_cache.stride(1) == row_bytes + 4, fn,
+             ": `kv_cache` pages must be dense (strides [*, ", row_bytes + 4, ", *, 1]); got strides ",
              kv_cache.strides().vec());
     const int64_t page_stride = kv_cache.stride(0);
-    DG_CHECK(P <= 1 or (page_stride >= block_kv * (D + 4) and page_stride % 4 == 0), fn,
-             ": `kv_cache`.stride(0) must be a multiple of 4 and >= block_kv * (D + 4) = ", block_kv * (D + 4),
-             "; got ", page_stride);
+    DG_CHECK(P <= 1 or (page_stride >= block_kv * (row_bytes + 4) and page_stride % 4 == 0), fn,
+             ": `kv_cache`.stride(0) must be a multiple of 4 and >= block_kv * ", row_bytes + 4, " = ",
+             block_kv * (row_bytes + 4), "; got ", page_stride);
     DG_CHECK(reinterpret_cast<uintptr_t>(kv_cache.data_ptr()) % 4 == 0, fn, ": `kv_cache` must start 4-byte aligned");
     DG_CHECK(P < (int64_t(1) << 31), fn, ": `kv_cache` may hold at most 2^31 - 1 pages; got ", P);
 
@@ -433,11 +543,19 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     if (B == 0 or max_context_len == 0)
         return logits;
 
-    const auto arch = current_arch_spec();
-    PagedMQALogitsConfig config{static_cast<int>(H), static_cast<int>(D), static_cast<int>(block_kv),
-                                PagedMQALogitsHeuristics::num_stages(arch, static_cast<int>(D),
-                                                                     static_cast<int>(block_kv)), false};
-    config.block_scaled = choose_block_scaled(arch, config, device);
+    const int dev_index = device.index();
+    const auto arch = paged_detail::arch_spec(dev_index);
+    const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
+    auto config = fp4 ? PagedMQALogitsConfig::make(arch, h, d, bkv, true, PagedMQALogitsHeuristics::want_native_fp4(arch),
+                                                   PagedWarpLayout{})
+                      : PagedMQALogitsConfig::make(arch, h, d, bkv, false, choose_block_scaled_fp8_mma(arch),
+                                                   PagedMQALogitsHeuristics::layout(h, d));
+    if (fp4)
+        config.layout = PagedMQALogitsHeuristics::fp4_layout(h, d, config.fast_mma);
+    const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
+    config.fast_mma = resolve_paged_fast_mma(config, dev_index, stream);
+    if (fp4)
+        config.layout = PagedMQALogitsHeuristics::fp4_layout(h, d, config.fast_mma);
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 
@@ -448,14 +566,14 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     flags |= weights.scalar_type() == torch::kBFloat16 ? kPagedWeightsBF16Flag : 0;
     flags |= logits_dtype == torch::kBFloat16 ? kPagedLogitsBF16Flag : 0;
     flags |= aligned ? kPagedAligned16Flag : 0;
-    const PagedLogitsArgs a{q.data_ptr(), kv_cache.data_ptr(), page_stride * kv_cache.element_size(),
-                            static_cast<int>(P), weights.data_ptr(), weights.stride(0), context_lens.data_ptr<int>(),
-                            context_lens.stride(0), context_lens.dim() == 2 ? context_lens.stride(1) : 0,
-                            block_table.data_ptr<int>(), block_table.stride(0),
-                            static_cast<int>(std::min<int64_t>(block_table.size(1), INT32_MAX)),
+    const PagedLogitsArgs a{q.data_ptr(), fp4 ? q_sf.value().data_ptr<int>() : nullptr, kv_cache.data_ptr(),
+                            page_stride * kv_cache.element_size(), static_cast<int>(P), weights.data_ptr(),
+                            weights.stride(0), context_lens.data_ptr<int>(), context_lens.stride(0),
+                            context_lens.dim() == 2 ? context_lens.stride(1) : 0, block_table.data_ptr<int>(),
+                            block_table.stride(0), static_cast<int>(std::min<int64_t>(block_table.size(1), INT32_MAX)),
                             schedule_meta.data_ptr<int>(), num_sms, buffer.data_ptr(), stride, static_cast<int>(B),
                             static_cast<int>(next_n), static_cast<int>(max_context_len), flags};
-    launch_paged_logits(config, a, device.index());
+    launch_paged_logits(config, a, dev_index, stream);
     if (clean_logits)
         launch_clean_logits(buffer, static_cast<int>(B * next_n), static_cast<int>(max_context_len),
                             context_lens.dim() == 2 ? CleanMode::kPaged2D : CleanMode::kPaged1D, nullptr,

@@ -1,8 +1,9 @@
 #pragma once
 
-// Ragged (prefill) MQA logits with FP8 q and keys (CONTRACT.md §2.1):
+// Ragged (prefill) MQA logits with FP8 q and keys, or FP4 q and keys (CONTRACT.md §2.1):
 //
-//     logits[i, j] = ( sum_h relu(q[i, h, :] . k[j, :]) * w[i, h] ) * kv_scale[j],   ks[i] <= j < ke[i]
+//     FP8: logits[i, j] = ( sum_h relu(q[i, h, :] . k[j, :]) * w[i, h] ) * kv_scale[j],   ks[i] <= j < ke[i]
+//     FP4: logits[i, j] =   sum_h relu( sum_b sq[i, h, b] sk[j, b] (q[i, h, b] . k[j, b]) ) * w[i, h]
 //
 // One `mma.sync m16n8k32` (e4m3 x e4m3 -> f32) computes 16 keys (M, the A operand: k's rows, row-major, exactly
 // its memory layout) against 8 (query, head) pairs (N, the B operand: q's [H, D] rows). Each warp owns 64 such
@@ -13,50 +14,66 @@
 // head's weight, summed over the warp-thread's heads, then a two-round reduce-scatter over the quad (shfl_xor 1,
 // 2) that leaves every lane with whole sums for distinct (query, key) outputs: 32 consecutive keys per store.
 //
+// FP4 (`kFp4`): a key row is D/2 packed bytes and its scales one int32 (four UE8M0 bytes); the A/B fragment bytes of
+// one m16n8k64 FP4 step equal those of one m16n8k32 FP8 step (mma/fp4.cuh), so the same 32-byte k steps, swizzle
+// and ldmatrix loads serve both; `Fp4Mma<kBlockScaled>` (native block-scaled FP4 on sm_120a, or the portable
+// dequantize-to-bf16 twin) replaces the FP8 MMA, the key scales travel through shared memory like kv_scale does,
+// and the epilogue has no per-key scale.
+//
 // NOTES: nothing here depends on the order threads run in (no atomics, fixed summation trees), so results are
 // bitwise deterministic. Rows of a key tile beyond the CTA's key range are zero-filled, never read from global.
 
 #include "../common/math.cuh"
+#include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
 
 namespace deep_gemm {
 
-// Byte offset of 16-byte chunk `chunk` of row `row` in a key tile of `kHeadDim`-byte rows. The XOR swizzle
+// Byte offset of 16-byte chunk `chunk` of row `row` in a key tile of `kRowBytes`-byte rows. The XOR swizzle
 // puts the 8 rows one ldmatrix phase reads (same chunk, consecutive rows) in 8 distinct 16-byte bank groups.
-template <int kHeadDim>
+template <int kRowBytes>
 DG_DEVICE uint32_t key_tile_offset(const uint32_t row, const uint32_t chunk) {
-    constexpr uint32_t kChunksPerRow = kHeadDim / 16;
+    constexpr uint32_t kChunksPerRow = kRowBytes / 16;
     constexpr uint32_t kRowsPerLine = 8 / kChunksPerRow;
     const uint32_t swizzled = chunk ^ ((row / kRowsPerLine) % kChunksPerRow);
-    return row * kHeadDim + swizzled * 16;
+    return row * kRowBytes + swizzled * 16;
 }
 
-template <int kNumHeads, int kHeadDim, bool kBlockScaled, int kNumWarps, int kBlockK, int kNumStages>
-DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, const float* kv_scale,
+// `kBlockScaled`: the sm_120a-only MMA form (block-scaled FP8 at full rate; native FP4), else its portable twin.
+// `kv_scale`: float32 [N] (FP8) or int32 [N] packed UE8M0 (FP4); `q_sf`: int32 [S, H] (FP4 only, else unused).
+template <int kNumHeads, int kHeadDim, bool kFp4, bool kBlockScaled, int kNumWarps, int kBlockK, int kNumStages>
+DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, const uint8_t* k, const void* kv_scale,
                                          const void* weights, const int64_t weights_stride, const int weights_bf16,
                                          const int* ks, const int* ke, void* logits, const int64_t logits_stride,
                                          const int logits_bf16, const int num_q, const int num_k,
                                          const int max_seqlen_k, const int num_splits) {
     static_assert(kNumHeads == 8 or kNumHeads == 16 or kNumHeads == 32 or kNumHeads == 64, "unsupported H");
     static_assert(kHeadDim == 32 or kHeadDim == 64 or kHeadDim == 128, "unsupported D");
+    static_assert(not kFp4 or kHeadDim == 64 or kHeadDim == 128, "FP4 needs D in {64, 128}");
     static_assert(kBlockK % 32 == 0, "key tiles are processed 32 keys at a time");
 
     constexpr int kPairsPerWarp = 64;                           // (query, head) pairs = N extent of a warp
     constexpr int kQueriesPerWarp = kPairsPerWarp / kNumHeads;
     constexpr int kBlockQ = kNumWarps * kQueriesPerWarp;
     constexpr int kNumGroups = kPairsPerWarp / 8;               // n8 groups; each lies within one query
-    constexpr int kNumKSteps = kHeadDim / 32;
+    constexpr int kRowBytes = kFp4 ? kHeadDim / 2 : kHeadDim;   // bytes per key / (query, head) row
+    constexpr int kNumKSteps = kRowBytes / 32;                  // 32-byte k steps (FP8: 32 elements, FP4: 64)
     constexpr int kNumThreads = kNumWarps * 32;
-    constexpr int kTileBytes = kBlockK * kHeadDim;
+    constexpr int kTileBytes = kBlockK * kRowBytes;
     constexpr int kTileChunks = kTileBytes / 16;
     constexpr int kNumOutputs = kQueriesPerWarp * 4;            // per lane and 32-key pair-tile, before reduction
 
     extern __shared__ __align__(128) uint8_t smem[];
-    uint8_t* smem_k = smem;                                                     // [kNumStages][kBlockK][D]
-    float* smem_scale = reinterpret_cast<float*>(smem + kNumStages * kTileBytes);   // [kNumStages][kBlockK]
+    uint8_t* smem_k = smem;                                                     // [kNumStages][kBlockK][kRowBytes]
+    // [kNumStages][kBlockK]: float kv_scale (FP8) or int32 packed UE8M0 scales (FP4)
+    uint32_t* smem_scale = reinterpret_cast<uint32_t*>(smem + kNumStages * kTileBytes);
     int* smem_lo = reinterpret_cast<int*>(smem_scale + kNumStages * kBlockK);       // [kBlockQ]
     int* smem_hi = smem_lo + kBlockQ;                                               // [kBlockQ]
+    // NOTES: portable FP4 needs the registers (bf16 operands 4x the FP4 bytes), so its weights wait in shared
+    // memory, [kNumWarps][kNumGroups][2][4 = tig], read back per pair-tile (broadcast, conflict-free)
+    constexpr bool kWeightsInSmem = kFp4 and not kBlockScaled;
+    float* smem_w = reinterpret_cast<float*>(smem_hi + kBlockQ);
 
     const int thread = static_cast<int>(threadIdx.x);
     const int warp = thread / 32, lane = thread % 32;
@@ -108,20 +125,20 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
             uint8_t* tile = smem_k + stage * kTileBytes;
             #pragma unroll
             for (int c = thread; c < kTileChunks; c += kNumThreads) {
-                const int row = c / (kHeadDim / 16), chunk = c % (kHeadDim / 16);
+                const int row = c / (kRowBytes / 16), chunk = c % (kRowBytes / 16);
                 const int key = key_base + row;
-                uint8_t* dst = tile + key_tile_offset<kHeadDim>(row, chunk);
+                uint8_t* dst = tile + key_tile_offset<kRowBytes>(row, chunk);
                 if (key < cta_hi)
-                    ptx::cp_async_16(dst, k + static_cast<int64_t>(key) * kHeadDim + chunk * 16);
+                    ptx::cp_async_16(dst, k + static_cast<int64_t>(key) * kRowBytes + chunk * 16);
                 else
                     *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
             }
             for (int r = thread; r < kBlockK; r += kNumThreads) {
-                float* dst = smem_scale + stage * kBlockK + r;
+                uint32_t* dst = smem_scale + stage * kBlockK + r;
                 if (key_base + r < cta_hi)
-                    ptx::cp_async_4(dst, kv_scale + key_base + r);
+                    ptx::cp_async_4(dst, reinterpret_cast<const uint32_t*>(kv_scale) + key_base + r);
                 else
-                    *dst = 0.0f;
+                    *dst = 0u;
             }
         }
         // An empty group where there is no tile keeps the wait counts uniform
@@ -135,15 +152,20 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
     // B fragments (q) and weights of this warp's queries, in registers for the whole kernel. For group `g`
     // (pairs 8g .. 8g + 7): query qi = 8g / H, heads h0 + 0..7 with h0 = 8g % H; lane holds head h0 + group
     // (B operand, k = tig * 4 + 0..3 and + 16) and the weights of accumulator columns h0 + 2 * tig + {0, 1}.
+    // FP4: lane also holds the packed scales of head h0 + group (`b_sf`)
     uint32_t b_frag[kNumGroups][kNumKSteps][2];
+    uint32_t b_sf[kNumGroups];
     float w[kNumGroups][2];
     #pragma unroll
     for (int g = 0; g < kNumGroups; ++ g) {
         const int qi = g * 8 / kNumHeads, h0 = g * 8 % kNumHeads;
         const int s = q_begin + warp * kQueriesPerWarp + qi;
         const bool valid = s < num_q;
-        const uint32_t* q_row = reinterpret_cast<const uint32_t*>(
-            q + (static_cast<int64_t>(valid ? s : 0) * kNumHeads + h0 + group) * kHeadDim) + tig;
+        const int64_t q_row_index = static_cast<int64_t>(valid ? s : 0) * kNumHeads + h0 + group;
+        const uint32_t* q_row = reinterpret_cast<const uint32_t*>(q + q_row_index * kRowBytes) + tig;
+        b_sf[g] = 0u;
+        if constexpr (kFp4)
+            b_sf[g] = valid ? static_cast<uint32_t>(__ldg(q_sf + q_row_index)) : 0u;
         #pragma unroll
         for (int kk = 0; kk < kNumKSteps; ++ kk) {
             b_frag[g][kk][0] = valid ? __ldg(q_row + kk * 8) : 0u;
@@ -157,9 +179,16 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
                 value = bf16_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(weights) + offset));
             else
                 value = __ldg(reinterpret_cast<const float*>(weights) + offset);
-            w[g][e] = valid ? value : 0.0f;
+            if constexpr (kWeightsInSmem) {
+                if (group == 0)
+                    smem_w[((warp * kNumGroups + g) * 2 + e) * 4 + tig] = valid ? value : 0.0f;
+            } else {
+                w[g][e] = valid ? value : 0.0f;
+            }
         }
     }
+    if constexpr (kWeightsInSmem)
+        __syncwarp();
 
     // This lane's ldmatrix row address within a 16-key m-tile: matrix `lane / 8` is (rows +0 / +8) x (k 0-15 / 16-31)
     const int ld_row = (lane % 8) + ((lane / 8) % 2) * 8;
@@ -173,7 +202,7 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
         const int stage = i % kNumStages;
         const int key_base = cta_lo + (split + i * num_splits) * kBlockK;
         const uint8_t* tile = smem_k + stage * kTileBytes;
-        const float* scales = smem_scale + stage * kBlockK;
+        const uint32_t* scales = smem_scale + stage * kBlockK;
 
         #pragma unroll 1
         for (int pair = 0; pair < kBlockK / 32; ++ pair) {
@@ -183,14 +212,23 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
                 continue;
 
 #if defined(__CUDA_ARCH__) and __CUDA_ARCH__ == 900
-            // NOTES: sm_90 emulates the FP8 MMA through F16 operands; hoisting q's F16 copies out of this loop
-            // would double their registers and spill. An empty asm makes q opaque per pair-tile (no instructions).
-            #pragma unroll
-            for (int g = 0; g < kNumGroups; ++ g)
-                #pragma unroll
-                for (int kk = 0; kk < kNumKSteps; ++ kk)
-                    asm volatile("" : "+r"(b_frag[g][kk][0]), "+r"(b_frag[g][kk][1]));
+            constexpr bool kOpaqueQ = true;
+#else
+            constexpr bool kOpaqueQ = kFp4 and not kBlockScaled;
 #endif
+            // NOTES: sm_90 emulates the FP8 MMA through F16 operands, and portable FP4 dequantizes q to bf16 (4x the
+            // registers); hoisting those copies out of this loop would spill. An empty asm makes q opaque per
+            // pair-tile (no instructions), so they are rebuilt per use instead.
+            if constexpr (kOpaqueQ) {
+                #pragma unroll
+                for (int g = 0; g < kNumGroups; ++ g) {
+                    #pragma unroll
+                    for (int kk = 0; kk < kNumKSteps; ++ kk)
+                        asm volatile("" : "+r"(b_frag[g][kk][0]), "+r"(b_frag[g][kk][1]));
+                    if constexpr (kFp4)
+                        asm volatile("" : "+r"(b_sf[g]));
+                }
+            }
             float acc[2][kNumGroups][4];
             #pragma unroll
             for (int m = 0; m < 2; ++ m)
@@ -198,18 +236,45 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
                 for (int g = 0; g < kNumGroups; ++ g)
                     acc[m][g][0] = acc[m][g][1] = acc[m][g][2] = acc[m][g][3] = 0.0f;
 
+            // FP4: the packed scales of key rows `group` and `group + 8` of each m-tile
+            uint32_t a_sf[2][2];
+            if constexpr (kFp4) {
+                #pragma unroll
+                for (int m = 0; m < 2; ++ m)
+                    #pragma unroll
+                    for (int r = 0; r < 2; ++ r)
+                        a_sf[m][r] = scales[pair * 32 + m * 16 + r * 8 + group];
+            }
+
             #pragma unroll
             for (int kk = 0; kk < kNumKSteps; ++ kk) {
                 uint32_t a[2][4];
                 #pragma unroll
                 for (int m = 0; m < 2; ++ m)
-                    ptx::ldmatrix_x4(a[m], tile + key_tile_offset<kHeadDim>(pair * 32 + m * 16 + ld_row,
-                                                                            kk * 2 + ld_chunk));
-                #pragma unroll
-                for (int m = 0; m < 2; ++ m)
+                    ptx::ldmatrix_x4(a[m], tile + key_tile_offset<kRowBytes>(pair * 32 + m * 16 + ld_row,
+                                                                             kk * 2 + ld_chunk));
+                if constexpr (kFp4) {
+                    using Mma = mma::Fp4Mma<kBlockScaled>;
+                    typename Mma::FragA fa[2];
                     #pragma unroll
-                    for (int g = 0; g < kNumGroups; ++ g)
-                        mma::fp8_mma<kBlockScaled>(acc[m][g], a[m], b_frag[g][kk]);
+                    for (int m = 0; m < 2; ++ m)
+                        fa[m] = kk == 0 ? Mma::template make_a<0>(a[m], a_sf[m][0], a_sf[m][1])
+                                        : Mma::template make_a<1>(a[m], a_sf[m][0], a_sf[m][1]);
+                    #pragma unroll
+                    for (int g = 0; g < kNumGroups; ++ g) {
+                        const typename Mma::FragB fb = kk == 0 ? Mma::template make_b<0>(b_frag[g][kk], b_sf[g])
+                                                               : Mma::template make_b<1>(b_frag[g][kk], b_sf[g]);
+                        #pragma unroll
+                        for (int m = 0; m < 2; ++ m)
+                            Mma::mma(acc[m][g], fa[m], fb);
+                    }
+                } else {
+                    #pragma unroll
+                    for (int m = 0; m < 2; ++ m)
+                        #pragma unroll
+                        for (int g = 0; g < kNumGroups; ++ g)
+                            mma::fp8_mma<kBlockScaled>(acc[m][g], a[m], b_frag[g][kk]);
+                }
             }
 
             // relu, times w, summed over this lane's heads: v[(qi * 2 + m) * 2 + r] for key row `group + 8r`
@@ -228,7 +293,9 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
                         #pragma unroll
                         for (int e = 0; e < 2; ++ e) {
                             const float x = acc[m][g][r * 2 + e];
-                            out = __fmaf_rn(x > 0.0f ? x : 0.0f, w[g][e], out);
+                            const float weight = kWeightsInSmem ? smem_w[((warp * kNumGroups + g) * 2 + e) * 4 + tig]
+                                                                : w[g][e];
+                            out = __fmaf_rn(x > 0.0f ? x : 0.0f, weight, out);
                         }
                     }
                 }
@@ -255,7 +322,8 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
             // v2[qi]: query qi, key pair_base + 16 * bit1 + 8 * bit0 + group; a warp stores 32 consecutive keys
             const int key_offset = pair * 32 + bit1 * 16 + bit0 * 8 + group;
             const int key = key_base + key_offset;
-            const float scale = scales[key_offset];
+            // FP4 has no per-key scale (its block scales are inside the MMA)
+            const float scale = kFp4 ? 1.0f : __uint_as_float(scales[key_offset]);
             #pragma unroll
             for (int qi = 0; qi < kQueriesPerWarp; ++ qi) {
                 const int local_q = warp * kQueriesPerWarp + qi;
@@ -264,7 +332,7 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const uint8_t* k, con
                     continue;
                 const int64_t index = static_cast<int64_t>(q_begin + local_q) * logits_stride +
                                       (max_seqlen_k > 0 ? key - lo : key);
-                const float value = v2[qi] * scale;
+                const float value = kFp4 ? v2[qi] : v2[qi] * scale;
                 if (logits_bf16)
                     reinterpret_cast<uint16_t*>(logits)[index] = float_to_bf16_bits(value);
                 else

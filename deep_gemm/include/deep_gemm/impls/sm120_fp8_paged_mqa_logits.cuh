@@ -1,26 +1,38 @@
 #pragma once
 
-// Paged MQA logits with FP8 q and FP8 keys (CONTRACT.md §2.2), for sm_89 / sm_90 / sm_120 / sm_121.
+// Paged MQA logits (CONTRACT.md §2.2) with FP8 or FP4 q and keys, for sm_89 / sm_90 / sm_120 / sm_121.
 //
-//   logits[b * n + t, j] = ( Σ_h relu(q[b, t, h, :] · k[j, :]) · w[b * n + t, h] ) · scale[j],   j < ctx[b, t]
+//   FP8: logits[b * n + t, j] = ( Σ_h relu(q[b, t, h, :] · k[j, :]) · w[b * n + t, h] ) · scale[j]
+//   FP4: logits[b * n + t, j] =   Σ_h relu(Σ_blk sq[h, blk] · sk[j, blk] · (q[h, blk] · k[j, blk])) · w[b * n + t, h]
+//   for j < ctx[b, t].
 //
 // Persistent grid: CTA s walks the work units (one page of one request) from meta[s] to meta[s + 1] (see
-// `smxx_paged_mqa_logits_metadata.cuh`). Warp 8 is the producer: it alone walks the schedule, reads the
+// `smxx_paged_mqa_logits_metadata.cuh`). The last warp is the producer: it alone walks the schedule, reads the
 // block-table entries of the next 32 units with one coalesced load while the current ones are copied, and copies
 // each page (keys, then scales) with cp.async into a ring of stages, writing a 16-byte header (b, page, bad) per
-// stage. Warps 0-7 are consumers: every one of them waits on every stage (so all see the same unit sequence),
+// stage. The other warps are consumers: every one of them waits on every stage (so all see the same unit sequence),
 // computes the units of its page group, and releases the stage.
 //
-// MMA mapping (m16n8k32, e4m3): keys are M (A = 16 keys x 32 bytes of d, row-major = the page's token-major
-// layout, loaded with ldmatrix.x4 from a swizzled stage), heads are N (B = 32 d x 8 heads, col-major = q's
-// [H, D] layout, held in registers per (request, row)). The epilogue sums relu(acc) * w over the thread's heads,
-// reduces over the quad with two xor-shuffles, multiplies by the key's scale and stores j < ctx.
+// MMA mapping: keys are M (A = 16 keys x 32 bytes of a key row, row-major = the page's token-major layout,
+// loaded with ldmatrix.x4 from a swizzled stage), heads are N (B = 32 bytes x 8 heads, col-major = q's [H, row]
+// layout, held raw in registers per (request, row)). FP8: m16n8k32 e4m3 (plain or block-scaled with unit scales);
+// FP4: m16n8k64 e2m1 through `mma::Fp4Mma` (native block-scaled or portable bf16), whose A/B byte layout is the
+// FP8 one, so loaders are shared. 32 bytes of a row = one k step either way.
 //
-// Consumer warp w (of 8) = (page group g, row slot r, m-tile part k): R rows in flight (1, 2 or 4 by next_n),
-// P m-tile parts, G = 8 / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
+// A consumer warp computes kMPerWarp m-tiles (16 keys each) of one page at a time; with 2 the two m-tiles'
+// MMA chains interleave (16 independent accumulators for H = 64) and each B fragment feeds two MMAs.
+// Epilogue: relu(acc) * w summed over the lane's heads, a reduce-scatter over the quad (shfl_xor 1, 2) that
+// leaves each lane whole sums of distinct keys, times the key's scale (FP8), stored for j < ctx.
+//
+// Consumer warp w (of C = 8 or 4) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by
+// next_n, at most C), P m-group parts, G = C / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
 // rows r, r + R, ... and reloads its q fragments per row (a slower path for next_n > 4).
+//
+// NOTES: results are bitwise deterministic (fixed summation trees, no atomics). Every stage holds a whole page,
+// so m-tiles past a row's length read defined shared memory and are never stored.
 
 #include "../common/math.cuh"
+#include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
 #include "smxx_paged_mqa_logits_metadata.cuh"
@@ -35,18 +47,19 @@ enum PagedLogitsFlags : int {
     kPagedAligned16 = 8,        // pages are 16-byte aligned: 16-byte cp.async (else 4-byte)
 };
 
-template <int kHeadDim, int kBlockKV>
+// One stage = one page: kBlockKV key rows of kRowBytes (D for FP8, D / 2 for FP4), then kBlockKV 4-byte scales
+template <int kRowBytes, int kBlockKV>
 struct PagedStageLayout {
-    static constexpr int kKeyBytes = kBlockKV * kHeadDim;
+    static constexpr int kKeyBytes = kBlockKV * kRowBytes;
     static constexpr int kPageBytes = kKeyBytes + kBlockKV * 4;
     static constexpr int kStageBytes = align_up(kPageBytes, 128);
-    static constexpr int kChunksPerRow = kHeadDim / 16;
+    static constexpr int kChunksPerRow = kRowBytes / 16;
     static constexpr int kRowsPerLine = 8 / kChunksPerRow;   // 128-byte bank line
 
     // NOTES: byte offset of 16-byte chunk `c` of key row `row`: XOR-swizzled so that the 8 rows one ldmatrix
     // matrix reads land in 8 distinct 16-byte bank groups
     DG_DEVICE static int key_offset(const int row, const int c) {
-        return row * kHeadDim + ((c ^ ((row / kRowsPerLine) % kChunksPerRow)) << 4);
+        return row * kRowBytes + ((c ^ ((row / kRowsPerLine) % kChunksPerRow)) << 4);
     }
 };
 
@@ -86,20 +99,31 @@ struct PagedWalker {
     }
 };
 
-template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kBlockScaled>
+// kFp4: FP4 q / keys (else FP8). kFastMma: the sm_120a/121a-only form (FP8: block-scaled with unit scales; FP4:
+// native m16n8k64). kMPerWarp: m-tiles (16 keys) a consumer warp computes together, 1 or 2. kNumConsumerWarps:
+// 8 or 4, plus one producer warp (NOTES: 9 warps put 3 on some SM sub-partition, capping registers at 168; 5 warps
+// allow 255, which 2 m-tiles per warp with H = 64 need on sm_90).
+template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, int kMPerWarp,
+          int kNumConsumerWarps>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
-        const uint8_t* q, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
+        const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
         const int64_t cl_stride_t, const int* block_table, const int64_t bt_stride, const int max_pages,
         const int* schedule_meta, void* logits, const int64_t logits_stride, const int num_requests, const int next_n,
         const int max_context_len, const int flags) {
-    using Layout = PagedStageLayout<kHeadDim, kBlockKV>;
-    constexpr int kNumConsumerWarps = 8;
+    constexpr int kRowBytes = kFp4 ? kHeadDim / 2 : kHeadDim;
+    using Layout = PagedStageLayout<kRowBytes, kBlockKV>;
+    using Fp4 = mma::Fp4Mma<kFastMma>;
     constexpr int kMTiles = kBlockKV / 16;
+    constexpr int kMGroups = kMTiles / kMPerWarp;
     constexpr int kNTiles = kNumHeads / 8;
-    constexpr int kKSteps = kHeadDim / 32;
-    static_assert(kNumHeads % 8 == 0 and kHeadDim % 32 == 0 and kBlockKV % 16 == 0, "unsupported shape");
-    static_assert(Layout::kChunksPerRow <= 8, "head dim up to 128");
+    constexpr int kKSteps = kRowBytes / 32;
+    static_assert(kNumHeads % 8 == 0 and kRowBytes % 32 == 0 and kBlockKV % 16 == 0, "unsupported shape");
+    static_assert(Layout::kChunksPerRow <= 8, "key rows up to 128 bytes");
+    static_assert(kMPerWarp == 1 or kMPerWarp == 2, "1 or 2 m-tiles per warp");
+    static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
+    static_assert(kNumConsumerWarps == 4 or kNumConsumerWarps == 8, "4 or 8 consumer warps");
+    static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
 
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     uint8_t* stages = smem_raw;
@@ -185,16 +209,20 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     }
 
     // -------------------------------------------------------------------------------------------- consumers
-    const int rows_in_flight = next_n == 1 ? 1 : (next_n == 2 ? 2 : 4);
-    const int num_parts = min_of(kMTiles, kNumConsumerWarps / rows_in_flight);
+    const int rows_in_flight = min_of(next_n == 1 ? 1 : (next_n == 2 ? 2 : 4), kNumConsumerWarps);
+    const int num_parts = min_of(kMGroups, kNumConsumerWarps / rows_in_flight);
     const int num_groups = kNumConsumerWarps / (rows_in_flight * num_parts);
     const int group = warp / (rows_in_flight * num_parts);
     const int row_slot = (warp / num_parts) % rows_in_flight;
     const int part = warp % num_parts;
     const bool weights_bf16 = (flags & kPagedWeightsBF16) != 0, logits_bf16 = (flags & kPagedLogitsBF16) != 0;
+    const int g = lane / 4, tig = lane % 4, bit0 = tig & 1, bit1 = tig >> 1;
+    // This lane's ldmatrix row within an m-tile: matrix lane / 8 = (rows +0 / +8) x (bytes 0-15 / 16-31)
+    const int ld_row = (lane & 7) + ((lane >> 3) & 1) * 8, ld_chunk = lane >> 4;
 
-    uint32_t qf[kNTiles][kKSteps][2];
-    float wf[kNTiles][2];
+    uint32_t qf[kNTiles][kKSteps][2];   // raw B fragments (FP8 e4m3 / FP4 e2m1 bytes)
+    uint32_t qs[kNTiles];               // FP4: packed UE8M0 scales of head n * 8 + g
+    const uint8_t* w_row = nullptr;     // this row's weights (read per m-group: L1 hits, 16 fewer registers)
     int cur_b = -1, cur_t = -1, row_len = 0;
 
     for (uint32_t u = 0;; ++u) {
@@ -206,7 +234,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         if (static_cast<int>(u % static_cast<uint32_t>(num_groups)) == group) {
             const int b = header.x, page = header.y;
             const uint8_t* stage_ptr = stages + stage * Layout::kStageBytes;
-            const float* scales = reinterpret_cast<const float*>(stage_ptr + Layout::kKeyBytes);
+            const uint8_t* scale_ptr = stage_ptr + Layout::kKeyBytes;
             for (int t = row_slot; t < next_n; t += rows_in_flight) {
                 if (b != cur_b or t != cur_t) {
                     // A new (request, row): its length, q fragments and weights
@@ -215,70 +243,146 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                                           : __ldg(context_lens + b * cl_stride_b) - next_n + 1 + t;
                     row_len = min_of(max_of(len, 0), max_context_len);
                     const int64_t row = static_cast<int64_t>(b) * next_n + t;
-                    const uint8_t* q_row = q + row * (kNumHeads * kHeadDim);
+                    const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
                     #pragma unroll
                     for (int n = 0; n < kNTiles; ++n) {
                         #pragma unroll
                         for (int ks = 0; ks < kKSteps; ++ks) {
-                            const uint8_t* p = q_row + (n * 8 + lane / 4) * kHeadDim + ks * 32 + 4 * (lane % 4);
+                            const uint8_t* p = q_row + (n * 8 + g) * kRowBytes + ks * 32 + 4 * tig;
                             qf[n][ks][0] = __ldg(reinterpret_cast<const uint32_t*>(p));
                             qf[n][ks][1] = __ldg(reinterpret_cast<const uint32_t*>(p + 16));
                         }
+                        if constexpr (kFp4)
+                            qs[n] = static_cast<uint32_t>(__ldg(q_sf + row * kNumHeads + n * 8 + g));
                     }
+                    w_row = static_cast<const uint8_t*>(weights) + row * weights_stride * (weights_bf16 ? 2 : 4);
+                }
+                const int64_t out_row = (static_cast<int64_t>(b) * next_n + t) * logits_stride;
+                for (int mg = part; mg < kMGroups; mg += num_parts) {
+                    const int key0 = mg * kMPerWarp * 16;
+                    if (page * kBlockKV + key0 >= row_len)
+                        break;
+
+                    // NOTES: the portable FP4 form dequantizes q per use; were that hoisted out of the unit loop,
+                    // q's registers would quadruple (spills). XOR-ing q with the header's always-zero word, loaded
+                    // from shared memory after this unit's barrier wait, makes q unit-variant for ptxas too; the
+                    // m-group's m-tiles still share one dequantization. (FP8 on sm_90, emulated through F16, fits
+                    // 255 registers without it for w4m2, and spills with it.)
+                    constexpr bool kOpaqueQ = kFp4 and not kFastMma;
+                    uint32_t qv[kNTiles][kKSteps][2];
+                    const uint32_t opaque_zero = kOpaqueQ ? static_cast<uint32_t>(header.w) : 0u;
+                    #pragma unroll
+                    for (int n = 0; n < kNTiles; ++n)
+                        #pragma unroll
+                        for (int ks = 0; ks < kKSteps; ++ks)
+                            qv[n][ks][0] = qf[n][ks][0] ^ opaque_zero, qv[n][ks][1] = qf[n][ks][1] ^ opaque_zero;
+
+                    float acc[kMPerWarp][kNTiles][4];
+                    #pragma unroll
+                    for (int m = 0; m < kMPerWarp; ++m)
+                        #pragma unroll
+                        for (int n = 0; n < kNTiles; ++n)
+                            acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+
+                    #pragma unroll
+                    for (int ks = 0; ks < kKSteps; ++ks) {
+                        uint32_t a[kMPerWarp][4];
+                        #pragma unroll
+                        for (int m = 0; m < kMPerWarp; ++m)
+                            ptx::ldmatrix_x4(a[m], stage_ptr + Layout::key_offset(key0 + m * 16 + ld_row,
+                                                                                  ks * 2 + ld_chunk));
+                        if constexpr (kFp4) {
+                            typename Fp4::FragA fa[kMPerWarp];
+                            #pragma unroll
+                            for (int m = 0; m < kMPerWarp; ++m) {
+                                const int* sk = reinterpret_cast<const int*>(scale_ptr) + key0 + m * 16 + g;
+                                const auto sf0 = static_cast<uint32_t>(sk[0]), sf8 = static_cast<uint32_t>(sk[8]);
+                                // (ks is a compile-time constant after unrolling; kKSteps <= 2 for FP4)
+                                fa[m] = ks == 0 ? Fp4::template make_a<0>(a[m], sf0, sf8)
+                                                : Fp4::template make_a<1>(a[m], sf0, sf8);
+                            }
+                            #pragma unroll
+                            for (int n = 0; n < kNTiles; ++n) {
+                                const typename Fp4::FragB fb = ks == 0 ? Fp4::template make_b<0>(qv[n][ks], qs[n])
+                                                                       : Fp4::template make_b<1>(qv[n][ks], qs[n]);
+                                #pragma unroll
+                                for (int m = 0; m < kMPerWarp; ++m)
+                                    Fp4::mma(acc[m][n], fa[m], fb);
+                            }
+                        } else {
+                            #pragma unroll
+                            for (int n = 0; n < kNTiles; ++n)
+                                #pragma unroll
+                                for (int m = 0; m < kMPerWarp; ++m)
+                                    mma::fp8_mma<kFastMma>(acc[m][n], a[m], qv[n][ks]);
+                        }
+                    }
+
+                    // relu, times w, summed over this lane's heads: v[m * 2 + r] for key key0 + m * 16 + r * 8 + g
+                    float wf[kNTiles][2];
                     #pragma unroll
                     for (int n = 0; n < kNTiles; ++n) {
-                        const int h = n * 8 + 2 * (lane % 4);
+                        const int h = n * 8 + 2 * tig;
+                        // NOTES: scalar loads: a row of `weights` may start at any element (odd strides)
                         if (weights_bf16) {
-                            const uint16_t* w = static_cast<const uint16_t*>(weights) + row * weights_stride + h;
+                            const uint16_t* w = reinterpret_cast<const uint16_t*>(w_row) + h;
                             wf[n][0] = bf16_bits_to_float(__ldg(w)), wf[n][1] = bf16_bits_to_float(__ldg(w + 1));
                         } else {
-                            const float* w = static_cast<const float*>(weights) + row * weights_stride + h;
+                            const float* w = reinterpret_cast<const float*>(w_row) + h;
                             wf[n][0] = __ldg(w), wf[n][1] = __ldg(w + 1);
                         }
                     }
-                }
-                const int64_t out_row = (static_cast<int64_t>(b) * next_n + t) * logits_stride;
-                for (int m = part; m < kMTiles; m += num_parts) {
-                    const int j0 = page * kBlockKV + m * 16;
-                    if (j0 >= row_len)
-                        break;
-                    float s0 = 0.0f, s1 = 0.0f;
-                    if (header.z != 0) {
-                        // A block-table entry outside the pool: poison instead of reading out of bounds
-                        s0 = s1 = __int_as_float(0x7fc00000);
-                    } else {
-                        float acc[kNTiles][4];
+                    float v[kMPerWarp * 2];
+                    #pragma unroll
+                    for (int i = 0; i < kMPerWarp * 2; ++i)
+                        v[i] = 0.0f;
+                    #pragma unroll
+                    for (int m = 0; m < kMPerWarp; ++m)
                         #pragma unroll
                         for (int n = 0; n < kNTiles; ++n)
-                            acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-                        const int a_row = m * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                        #pragma unroll
-                        for (int ks = 0; ks < kKSteps; ++ks) {
-                            uint32_t a[4];
-                            ptx::ldmatrix_x4(a, stage_ptr + Layout::key_offset(a_row, ks * 2 + (lane >> 4)));
                             #pragma unroll
-                            for (int n = 0; n < kNTiles; ++n)
-                                mma::fp8_mma<kBlockScaled>(acc[n], a, qf[n][ks]);
-                        }
-                        #pragma unroll
-                        for (int n = 0; n < kNTiles; ++n) {
-                            s0 += max_of(acc[n][0], 0.0f) * wf[n][0] + max_of(acc[n][1], 0.0f) * wf[n][1];
-                            s1 += max_of(acc[n][2], 0.0f) * wf[n][0] + max_of(acc[n][3], 0.0f) * wf[n][1];
-                        }
-                        s0 += ptx::shfl_xor(s0, 1), s1 += ptx::shfl_xor(s1, 1);
-                        s0 += ptx::shfl_xor(s0, 2), s1 += ptx::shfl_xor(s1, 2);
+                            for (int r = 0; r < 2; ++r)
+                                #pragma unroll
+                                for (int e = 0; e < 2; ++e)
+                                    v[m * 2 + r] = __fmaf_rn(max_of(acc[m][n][r * 2 + e], 0.0f), wf[n][e],
+                                                             v[m * 2 + r]);
+
+                    // Reduce-scatter over the quad: round 1 (xor 1) keeps r = bit0; round 2 (xor 2) keeps
+                    // m = bit1 (2 m-tiles) or completes the sum (1 m-tile, stored by the lanes with bit1 = 0)
+                    float v1[kMPerWarp];
+                    #pragma unroll
+                    for (int m = 0; m < kMPerWarp; ++m) {
+                        const float send = bit0 ? v[m * 2] : v[m * 2 + 1];
+                        const float keep = bit0 ? v[m * 2 + 1] : v[m * 2];
+                        v1[m] = keep + ptx::shfl_xor(send, 1);
                     }
-                    // Lane 4i stores key i, lane 4i + 1 stores key i + 8
-                    if ((lane & 3) < 2) {
-                        const int key = m * 16 + lane / 4 + (lane & 1) * 8;
-                        const int j = page * kBlockKV + key;
-                        if (j < row_len) {
-                            const float v = ((lane & 1) ? s1 : s0) * (header.z != 0 ? 1.0f : scales[key]);
-                            if (logits_bf16)
-                                static_cast<uint16_t*>(logits)[out_row + j] = float_to_bf16_bits(v);
-                            else
-                                static_cast<float*>(logits)[out_row + j] = v;
-                        }
+                    float sum;
+                    int key;
+                    bool store;
+                    if constexpr (kMPerWarp == 2) {
+                        const float send = bit1 ? v1[0] : v1[1];
+                        const float keep = bit1 ? v1[1] : v1[0];
+                        sum = keep + ptx::shfl_xor(send, 2);
+                        key = key0 + bit1 * 16 + bit0 * 8 + g;
+                        store = true;
+                    } else {
+                        sum = v1[0] + ptx::shfl_xor(v1[0], 2);
+                        key = key0 + bit0 * 8 + g;
+                        store = bit1 == 0;
+                    }
+                    const int j = page * kBlockKV + key;
+                    if (store and j < row_len) {
+                        float value;
+                        if (header.z != 0)
+                            value = __int_as_float(0x7fc00000);   // a block-table entry outside the pool
+                        else if constexpr (kFp4)
+                            value = sum;
+                        else
+                            value = sum * reinterpret_cast<const float*>(scale_ptr)[key];
+                        if (logits_bf16)
+                            static_cast<uint16_t*>(logits)[out_row + j] = float_to_bf16_bits(value);
+                        else
+                            static_cast<float*>(logits)[out_row + j] = value;
                     }
                 }
             }

@@ -15,8 +15,9 @@
 // FP32 (8-bit mantissas), so sqr_sum differs from FP32 math only by accumulation order.
 //
 // Determinism: every sum has a fixed order: per lane sequential over k, then a fixed shuffle tree over the 4
-// lanes of a quad, then K half 0 + K half 1, then (with internal splits) split 0 + 1 + ... in index order,
-// done by whichever CTA of a tile arrives last at a counter (the counter only elects it; no float atomics).
+// lanes of a quad, then K half 0 + K half 1, then (with internal splits) a fixed tree over the splits (see the
+// epilogue), done by whichever CTA arrives last at a counter (the counter only elects it; no float atomics). The
+// K order of a CTA (optionally rotated by M tile) and the tree shape depend only on the shape, never on timing.
 
 #include "../common/types.cuh"
 #include "../mma/mma.cuh"
@@ -69,7 +70,7 @@ template <int kNumNTiles, bool kRoundRNA, int kBlockM, int kBlockK, int kNumStag
 DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t lda, const float* b, const int64_t ldb,
                                                float* d, float* sqr_sum, float* workspace, uint32_t* counters,
                                                const int M, const int N, const int K, const int num_user_splits,
-                                               const int num_int_splits) {
+                                               const int num_int_splits, const int group_size, const int rotate) {
     using namespace hc_prenorm;
     constexpr int kBlockN = kNumNTiles * 8;
     constexpr int kWarpM = 32;
@@ -115,6 +116,15 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     const int kb_begin = user_split * kb_per_user + split * kb_per_user / num_int_splits;
     const int kb_end = user_split * kb_per_user + (split + 1) * kb_per_user / num_int_splits;
     const int num_kb = kb_end - kb_begin;
+    // Optional rotation of the K order by M tile: tiles of one split then read different slices of `b` (and different
+    // column offsets of `a`) at the same moment instead of all CTAs asking L2 for the same `b` lines. The order
+    // depends only on the shape and the tile, so the sums stay deterministic.
+    const int rot = (rotate != 0 and num_kb > 0)
+                        ? static_cast<int>(static_cast<int64_t>(tile) * num_kb / num_m_tiles % num_kb) : 0;
+    const auto kb_of = [&](const int i) {
+        const int j = i + rot;
+        return kb_begin + (j >= num_kb ? j - num_kb : j);
+    };
 
     // --- producer: one stage of `a` (rows < valid_rows, the active remainder zero-filled) and `b` (rows < N) ---
     const auto load_stage = [&](const int stage, const int kb) {
@@ -212,7 +222,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     #pragma unroll
     for (int s = 0; s < kNumStages - 1; ++s) {
         if (s < num_kb)
-            load_stage(s, kb_begin + s);
+            load_stage(s, kb_of(s));
         ptx::cp_async_commit();
     }
     for (int i = 0; i < num_kb; ++i) {
@@ -220,7 +230,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         __syncthreads();
         const int next = i + kNumStages - 1;
         if (next < num_kb)
-            load_stage(next % kNumStages, kb_begin + next);
+            load_stage(next % kNumStages, kb_of(next));
         ptx::cp_async_commit();
         if (warp_active)
             compute_stage(i % kNumStages);
@@ -280,74 +290,122 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         return;
     }
 
-    // --- internal K splits: publish this CTA's partial, and the last CTA of the tile sums all in split order ---
+    // --- internal K splits: a tree of at most two levels, each summed in a fixed order ---
+    // Level 1: the splits form groups of `group_size`; each CTA publishes its partial, and the last CTA of a group to
+    // arrive (elected by a counter) sums the group's partials in split order. With one group that sum is the result;
+    // otherwise the group's closer publishes it as a level-2 partial and the last closer sums those in group order.
+    // Every closer resets the counter that elected it, so the counters are zero again when the kernel ends (the host
+    // keeps them in a persistent per-stream buffer and zeroes them only once).
     constexpr int kVecPerRow = kBlockN / 4;
-    const auto ws_block = [&](const int s) {
+    constexpr int kMaxVec = kWsBlock / 4;                                       // float4 elements of a full block
+    constexpr int kMaxJ = ceil_div(kMaxVec, kNumThreads);                       // elements per thread (group 1)
+    constexpr int kBatch = max_of(2, 24 / kMaxJ);                              // loads per element in flight
+    const int num_groups = ceil_div(num_int_splits, group_size);
+    const int grp = split / group_size;
+    const auto ws1 = [&](const int s) {
         return workspace + (static_cast<int64_t>(user_split * num_int_splits + s) * num_m_tiles + tile) * kWsBlock;
     };
+    float* ws2_base = workspace + static_cast<int64_t>(num_user_splits) * num_int_splits * num_m_tiles * kWsBlock;
+    const auto ws2 = [&](const int g2) {
+        return ws2_base + (static_cast<int64_t>(user_split * num_groups + g2) * num_m_tiles + tile) * kWsBlock;
+    };
+    uint32_t* tile_counters = counters + static_cast<int64_t>(user_split * num_m_tiles + tile) * (num_groups + 1);
+
     // float4 elements of a block: the valid rows of the products, then the square sums (rounded up to 4 rows)
     const int num_vec_d = valid_rows * kVecPerRow;
     const int num_vec = num_vec_d + ceil_div(valid_rows, 4);
-    {
-        float* ws = ws_block(split);
+    const auto ws_offset = [&](const int e) -> int64_t {
+        return e < num_vec_d ? e * 4 : kBlockM * kBlockN + (e - num_vec_d) * 4;
+    };
+    const auto smem_vec = [&](const int e) -> float* {
+        return e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4 : red_sq + (e - num_vec_d) * 4;
+    };
+    // red/red_sq -> a workspace block; then count this CTA in; true for the last of `expected` arrivals
+    const auto publish_and_arrive = [&](float* ws, uint32_t* counter, const int expected) {
         for (int e = tid; e < num_vec; e += kNumThreads) {
-            const float* src = e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4
-                                             : red_sq + (e - num_vec_d) * 4;
-            const int64_t off = e < num_vec_d ? e * 4 : kBlockM * kBlockN + (e - num_vec_d) * 4;
-            *reinterpret_cast<float4*>(ws + off) = make_float4(src[0], src[1], src[2], src[3]);
+            const float* src = smem_vec(e);
+            *reinterpret_cast<float4*>(ws + ws_offset(e)) = make_float4(src[0], src[1], src[2], src[3]);
         }
-    }
-    __threadfence();
-    __syncthreads();
-    uint32_t* counter = counters + user_split * num_m_tiles + tile;
-    if (tid == 0)
-        *flag = atomic_add_u32(counter, 1) == static_cast<uint32_t>(num_int_splits - 1);
-    __syncthreads();
-    if (*flag == 0)
-        return;
-    __threadfence();
-
-    // `group` lanes share one element: lane u sums splits u, u + group, ... in order, then a fixed xor tree joins
-    // the group. `group` depends only on the shape, so the summation order is the same on every call.
-    int group = 1;
-    while (group < 32 and group < num_int_splits and group * 2 * num_vec <= kNumThreads)
-        group *= 2;
-    const int u = lane % group;
-    constexpr int kBatch = 8;   // loads in flight per lane before the ordered adds
-    for (int e0 = 0; e0 < num_vec; e0 += kNumThreads / group) {
-        const int e = e0 + tid / group;
-        const bool has = e < num_vec;
-        const int64_t off = e < num_vec_d ? e * 4 : kBlockM * kBlockN + (e - num_vec_d) * 4;
-        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (has) {
-            for (int s0 = u; s0 < num_int_splits; s0 += group * kBatch) {
-                float4 v[kBatch];
+        __threadfence();
+        __syncthreads();
+        if (tid == 0)
+            *flag = atomic_add_u32(counter, 1) == static_cast<uint32_t>(expected - 1);
+        __syncthreads();
+        const bool last = *flag != 0;
+        if (last)
+            __threadfence();
+        return last;
+    };
+    // red/red_sq = sum over i < count of block(i), in a fixed order: `group` lanes share an element, lane u sums
+    // blocks u, u + group, ... in order, then a fixed xor tree joins the lanes. `group` depends only on the shape.
+    // All loads of a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add.
+    const auto reduce = [&](auto&& block, const int count) {
+        int group = 1;
+        while (group < 32 and group < count and group * 2 * num_vec <= kNumThreads)
+            group *= 2;
+        const int u = lane % group, slots = kNumThreads / group;
+        float4 sum[kMaxJ];
+        #pragma unroll
+        for (int j = 0; j < kMaxJ; ++j)
+            sum[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int s0 = u; s0 < count; s0 += group * kBatch) {
+            float4 v[kMaxJ][kBatch];
+            #pragma unroll
+            for (int j = 0; j < kMaxJ; ++j) {
+                const int e = tid / group + j * slots;
                 #pragma unroll
                 for (int k = 0; k < kBatch; ++k) {
-                    if (s0 + k * group < num_int_splits)
-                        v[k] = ld_cg_f4(ws_block(s0 + k * group) + off);
+                    if (e < num_vec and s0 + k * group < count)
+                        v[j][k] = ld_cg_f4(block(s0 + k * group) + ws_offset(e));
                 }
+            }
+            #pragma unroll
+            for (int j = 0; j < kMaxJ; ++j) {
+                const int e = tid / group + j * slots;
                 #pragma unroll
                 for (int k = 0; k < kBatch; ++k) {
-                    if (s0 + k * group < num_int_splits)
-                        sum.x += v[k].x, sum.y += v[k].y, sum.z += v[k].z, sum.w += v[k].w;
+                    if (e < num_vec and s0 + k * group < count)
+                        sum[j].x += v[j][k].x, sum[j].y += v[j][k].y, sum[j].z += v[j][k].z, sum[j].w += v[j][k].w;
                 }
             }
         }
-        for (int o = group / 2; o > 0; o /= 2) {
-            sum.x += ptx::shfl_xor(sum.x, o), sum.y += ptx::shfl_xor(sum.y, o);
-            sum.z += ptx::shfl_xor(sum.z, o), sum.w += ptx::shfl_xor(sum.w, o);
+        #pragma unroll
+        for (int j = 0; j < kMaxJ; ++j) {
+            for (int o = group / 2; o > 0; o /= 2) {
+                sum[j].x += ptx::shfl_xor(sum[j].x, o), sum[j].y += ptx::shfl_xor(sum[j].y, o);
+                sum[j].z += ptx::shfl_xor(sum[j].z, o), sum[j].w += ptx::shfl_xor(sum[j].w, o);
+            }
         }
-        if (has and u == 0) {
-            float* dst = e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4
-                                       : red_sq + (e - num_vec_d) * 4;
-            dst[0] = sum.x, dst[1] = sum.y, dst[2] = sum.z, dst[3] = sum.w;
+        __syncthreads();    // every thread is done reading red/red_sq (publish) before they are overwritten
+        #pragma unroll
+        for (int j = 0; j < kMaxJ; ++j) {
+            const int e = tid / group + j * slots;
+            if (e < num_vec and u == 0) {
+                float* dst = smem_vec(e);
+                dst[0] = sum[j].x, dst[1] = sum[j].y, dst[2] = sum[j].z, dst[3] = sum[j].w;
+            }
         }
-    }
-    __syncthreads();
-    store_outputs();
+        __syncthreads();
+    };
+
+    // Level 1
+    const int first = grp * group_size, in_group = min_of(group_size, num_int_splits - first);
+    if (not publish_and_arrive(ws1(split), tile_counters + grp, in_group))
+        return;
+    reduce([&](const int i) { return ws1(first + i); }, in_group);
     if (tid == 0)
-        *counter = 0;   // leave the counter as found (the host zeroes it before every launch anyway)
+        tile_counters[grp] = 0;
+    if (num_groups == 1) {
+        store_outputs();
+        return;
+    }
+    // Level 2
+    if (not publish_and_arrive(ws2(grp), tile_counters + num_groups, num_groups))
+        return;
+    reduce([&](const int i) { return ws2(i); }, num_groups);
+    if (tid == 0)
+        tile_counters[num_groups] = 0;
+    store_outputs();
 }
 
 } // namespace deep_gemm

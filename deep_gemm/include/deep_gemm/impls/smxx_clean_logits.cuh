@@ -1,7 +1,16 @@
 #pragma once
 
 // Writes -inf into every logit column outside a row's valid range, and nothing else (CONTRACT.md §2.4).
-// One block per row group; the interior of each masked span is written with 16-byte stores.
+//
+// Two variants (`kVariant`), selected on the host (DG_CLEAN_LOGITS_VARIANT):
+//   - 0, "block": one 256-thread block per row, blocks striding over rows (the first design).
+//   - 1, "warp":  warps own contiguous runs of work items; an item is a (row, column segment) pair, so a long
+//                 masked span is shared by several warps while short rows cost one item. Every warp loads the
+//                 valid ranges of all its rows at once (one load latency, before any store), then only stores.
+//                 `seg_cols = num_cols` gives one item per row (a warp per row).
+// Rows are visited in zig-zag order (virtual row 2p -> row p, 2p + 1 -> row R - 1 - p), so with causal masks
+// (masked length linear in the row) every run of two virtual rows carries the same work: blocks, and hence SMs,
+// get balanced work without a prefix sum. The interior of each masked span is written with 16-byte stores.
 
 #include "../common/math.cuh"
 
@@ -33,9 +42,10 @@ DG_DEVICE void get_valid_range(const int row, const int num_cols, const int* ks,
     }
 }
 
-// Fill [lo, hi) of one row with the -inf pattern; `row_ptr` is 16-byte aligned (the row stride guarantees it)
+// Fill [lo, hi) of one row with the -inf pattern, `kNumThreads` threads with ids `tid` cooperating;
+// `row_ptr` is 16-byte aligned (the row stride guarantees it)
 template <typename T, int kNumThreads>
-DG_DEVICE void fill_neg_inf(T* row_ptr, int lo, int hi) {
+DG_DEVICE void fill_neg_inf(T* row_ptr, int lo, int hi, const int tid) {
     if (lo >= hi)
         return;
     constexpr int kPerVec = 16 / sizeof(T);
@@ -43,27 +53,85 @@ DG_DEVICE void fill_neg_inf(T* row_ptr, int lo, int hi) {
     const T value = *reinterpret_cast<const T*>(&word);
     const int vec_lo = min_of(align_up(lo, kPerVec), hi), vec_hi = max_of(hi / kPerVec * kPerVec, vec_lo);
     // Unaligned head and tail, at most `kPerVec - 1` elements each
-    for (int i = lo + static_cast<int>(threadIdx.x); i < vec_lo; i += kNumThreads)
-        row_ptr[i] = value;
-    for (int i = vec_hi + static_cast<int>(threadIdx.x); i < hi; i += kNumThreads)
-        row_ptr[i] = value;
+    if (lo + tid < vec_lo)
+        row_ptr[lo + tid] = value;
+    if (vec_hi + tid < hi)
+        row_ptr[vec_hi + tid] = value;
     const uint4 pattern = make_uint4(word, word, word, word);
     uint4* vec_ptr = reinterpret_cast<uint4*>(row_ptr);
-    for (int i = vec_lo / kPerVec + static_cast<int>(threadIdx.x); i < vec_hi / kPerVec; i += kNumThreads)
+    #pragma unroll 4
+    for (int i = vec_lo / kPerVec + tid; i < vec_hi / kPerVec; i += kNumThreads)
         vec_ptr[i] = pattern;
 }
 
+// Virtual row -> row: 0, R - 1, 1, R - 2, ...
+DG_DEVICE int zigzag_row(const int v, const int num_rows) {
+    return (v & 1) ? num_rows - 1 - (v >> 1) : (v >> 1);
+}
+
 template <typename T, CleanMode kMode, int kNumThreads>
-DG_DEVICE void smxx_clean_logits_impl(T* logits, const int64_t row_stride, const int num_rows, const int num_cols,
-                                      const int* ks, const int* ends, const int64_t ends_stride_b,
-                                      const int64_t ends_stride_t, const int next_n) {
-    for (int row = blockIdx.x; row < num_rows; row += gridDim.x) {
+DG_DEVICE void clean_logits_block_per_row(T* logits, const int64_t row_stride, const int num_rows,
+                                          const int num_cols, const int* ks, const int* ends,
+                                          const int64_t ends_stride_b, const int64_t ends_stride_t, const int next_n) {
+    for (int v = blockIdx.x; v < num_rows; v += gridDim.x) {
+        const int row = zigzag_row(v, num_rows);
         int begin, end;
         get_valid_range<kMode>(row, num_cols, ks, ends, ends_stride_b, ends_stride_t, next_n, begin, end);
         T* row_ptr = logits + row * row_stride;
-        fill_neg_inf<T, kNumThreads>(row_ptr, 0, begin);
-        fill_neg_inf<T, kNumThreads>(row_ptr, end, num_cols);
+        fill_neg_inf<T, kNumThreads>(row_ptr, 0, begin, static_cast<int>(threadIdx.x));
+        fill_neg_inf<T, kNumThreads>(row_ptr, end, num_cols, static_cast<int>(threadIdx.x));
     }
+}
+
+// Items (virtual row v, segment s) in row-major order, `items_per_warp` consecutive items per warp
+template <typename T, CleanMode kMode, int kNumThreads>
+DG_DEVICE void clean_logits_warp_segments(T* logits, const int64_t row_stride, const int num_rows,
+                                          const int num_cols, const int* ks, const int* ends,
+                                          const int64_t ends_stride_b, const int64_t ends_stride_t, const int next_n,
+                                          const int seg_cols, const int num_segs, const int items_per_warp) {
+    const int lane = static_cast<int>(threadIdx.x) % 32;
+    const int64_t warp = static_cast<int64_t>(blockIdx.x) * (kNumThreads / 32) + static_cast<int>(threadIdx.x) / 32;
+    const int64_t total = static_cast<int64_t>(num_rows) * num_segs;
+    int64_t item = warp * items_per_warp;
+    const int64_t item_end = min_of(total, item + items_per_warp);
+    while (item < item_end) {
+        // The ranges of up to 32 rows at once, one lane each
+        const int v0 = static_cast<int>(item / num_segs);
+        const int num_v = static_cast<int>(min_of<int64_t>(32, (item_end - 1) / num_segs - v0 + 1));
+        int my_begin = 0, my_end = 0;
+        if (lane < num_v)
+            get_valid_range<kMode>(zigzag_row(v0 + lane, num_rows), num_cols, ks, ends, ends_stride_b, ends_stride_t,
+                                   next_n, my_begin, my_end);
+        for (int r = 0; r < num_v; ++ r) {
+            const int begin = __shfl_sync(0xffffffffu, my_begin, r), end = __shfl_sync(0xffffffffu, my_end, r);
+            const int v = v0 + r;
+            const int64_t row_first = static_cast<int64_t>(v) * num_segs;
+            // This warp's consecutive segments of the row, as one column range
+            const int s_lo = static_cast<int>(max_of(item, row_first) - row_first);
+            const int s_hi = static_cast<int>(min_of(item_end, row_first + num_segs) - row_first);
+            const int c_lo = s_lo * seg_cols;
+            const int c_hi = static_cast<int>(min_of<int64_t>(num_cols, static_cast<int64_t>(s_hi) * seg_cols));
+            T* row_ptr = logits + zigzag_row(v, num_rows) * row_stride;
+            fill_neg_inf<T, 32>(row_ptr, c_lo, min_of(begin, c_hi), lane);
+            fill_neg_inf<T, 32>(row_ptr, max_of(end, c_lo), c_hi, lane);
+        }
+        item = static_cast<int64_t>(v0 + num_v) * num_segs;
+    }
+}
+
+template <typename T, CleanMode kMode, int kNumThreads, int kVariant>
+DG_DEVICE void smxx_clean_logits_impl(T* logits, const int64_t row_stride, const int num_rows, const int num_cols,
+                                      const int* ks, const int* ends, const int64_t ends_stride_b,
+                                      const int64_t ends_stride_t, const int next_n, const int seg_cols,
+                                      const int num_segs, const int items_per_warp) {
+    static_assert(kNumThreads % 32 == 0, "whole warps");
+    if constexpr (kVariant == 0)
+        clean_logits_block_per_row<T, kMode, kNumThreads>(logits, row_stride, num_rows, num_cols, ks, ends,
+                                                          ends_stride_b, ends_stride_t, next_n);
+    else
+        clean_logits_warp_segments<T, kMode, kNumThreads>(logits, row_stride, num_rows, num_cols, ks, ends,
+                                                          ends_stride_b, ends_stride_t, next_n, seg_cols, num_segs,
+                                                          items_per_warp);
 }
 
 } // namespace deep_gemm

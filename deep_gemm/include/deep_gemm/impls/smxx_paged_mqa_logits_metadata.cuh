@@ -60,57 +60,54 @@ DG_DEVICE int64_t block_inclusive_scan(int64_t v, int64_t* warp_sums) {
     return result;
 }
 
+// NOTES: one pass over `context_lens`: thread i owns the contiguous requests [i * k, (i + 1) * k) with
+// k = ceil(B / kNumThreads), sums their pages, and one block scan gives every thread the global offset of its
+// segment. Each SM s's first unit floor(s * W / num_sms) lies in exactly one segment; its owner walks its own
+// requests again (L1 hits) to find (b, page). No shared-memory copy of the lengths, any B.
 template <int kNumThreads>
 DG_DEVICE void smxx_paged_mqa_logits_metadata_impl(const int* context_lens, const int num_requests,
                                                     const int64_t stride_b, const int64_t stride_t, const int next_n,
                                                     const bool is_2d, const int block_kv, const int num_sms,
                                                     int* meta) {
     __shared__ int64_t warp_sums[32];
-    __shared__ int64_t incl[kNumThreads];
+    __shared__ int64_t total_smem;
     const int tid = static_cast<int>(threadIdx.x);
+    const auto pages_of = [&](const int b) {
+        return paged_request_pages(context_lens, b, stride_b, stride_t, next_n, is_2d, block_kv);
+    };
 
-    // Pass 1: the total W (a scan whose last element is the sum; deterministic)
-    int64_t partial = 0;
-    for (int b = tid; b < num_requests; b += kNumThreads)
-        partial += paged_request_pages(context_lens, b, stride_b, stride_t, next_n, is_2d, block_kv);
-    const int64_t scanned = block_inclusive_scan<kNumThreads>(partial, warp_sums);
+    const int64_t per_thread = (static_cast<int64_t>(num_requests) + kNumThreads - 1) / kNumThreads;
+    const int begin = static_cast<int>(min_of<int64_t>(tid * per_thread, num_requests));
+    const int end = static_cast<int>(min_of<int64_t>(begin + per_thread, num_requests));
+    int64_t local = 0;
+    #pragma unroll 4
+    for (int b = begin; b < end; ++b)
+        local += pages_of(b);
+    const int64_t incl = block_inclusive_scan<kNumThreads>(local, warp_sums);
     if (tid == kNumThreads - 1)
-        incl[0] = scanned;
+        total_smem = incl;
     __syncthreads();
-    const int64_t total = incl[0];
-    __syncthreads();
+    const int64_t total = total_smem, excl = incl - local;
 
     // SMs whose first unit is past the end (all of them when W = 0), and the sentinel
     for (int s = tid; s <= num_sms; s += kNumThreads) {
-        const int64_t target = static_cast<int64_t>(s) * total / num_sms;
-        if (s == num_sms or target >= total)
+        if (s == num_sms or static_cast<int64_t>(s) * total / num_sms >= total)
             meta[2 * s] = num_requests, meta[2 * s + 1] = 0;
     }
 
-    // Pass 2: chunks of `kNumThreads` requests; each SM finds its first unit in the chunk that contains it
-    int64_t carry = 0;
-    for (int base = 0; base < num_requests; base += kNumThreads) {
-        const int b = base + tid;
-        const int pages = b < num_requests ? paged_request_pages(context_lens, b, stride_b, stride_t, next_n, is_2d,
-                                                                 block_kv) : 0;
-        incl[tid] = carry + block_inclusive_scan<kNumThreads>(pages, warp_sums);
-        __syncthreads();
-        const int64_t chunk_end = incl[kNumThreads - 1];
-        for (int s = tid; s < num_sms; s += kNumThreads) {
-            const int64_t target = static_cast<int64_t>(s) * total / num_sms;
-            if (target < carry or target >= chunk_end)
-                continue;
-            // The first i with incl[i] > target
-            int lo = 0, hi = kNumThreads - 1;
-            while (lo < hi) {
-                const int mid = (lo + hi) >> 1;
-                if (incl[mid] > target) hi = mid; else lo = mid + 1;
-            }
-            const int64_t excl = lo > 0 ? incl[lo - 1] : carry;
-            meta[2 * s] = base + lo, meta[2 * s + 1] = static_cast<int>(target - excl);
+    // SMs whose first unit lies in this thread's segment [excl, excl + local): s >= ceil(excl * num_sms / total)
+    if (local > 0) {
+        int b = begin;
+        int64_t pref = excl;
+        int pages_b = pages_of(b);
+        for (int64_t s = (excl * num_sms + total - 1) / total; s < num_sms; ++s) {
+            const int64_t target = s * total / num_sms;
+            if (target >= excl + local)
+                break;
+            while (target >= pref + pages_b)
+                pref += pages_b, pages_b = pages_of(++b);
+            meta[2 * s] = b, meta[2 * s + 1] = static_cast<int>(target - pref);
         }
-        carry = chunk_end;
-        __syncthreads();
     }
 }
 
