@@ -56,7 +56,7 @@ def main(argv=None):
 
     cards = list(SM120_CARDS)
     header = (f"{'case':<44} {'time us':>9} {'GB/s':>7} {'TFLOP/s':>8} {'floor us':>9} {'of floor':>8}  "
-              + ' '.join(f'{n + " us":>15}' for n in cards) + '  check')
+              + ' '.join(f'{n + " floor":>18}' for n in cards) + '  check')
     print(header)
     print('-' * len(header))
     for r in rows:
@@ -64,14 +64,15 @@ def main(argv=None):
         eff = min(1.0, floor / r.seconds) if r.seconds > 0 else 0.0
         gbs = (r.bytes_read + r.bytes_written) / r.seconds / 1e9
         tfs = r.flops / r.seconds / 1e12
-        # Projection: the card's roofline floor, divided by the fraction of the floor reached here
-        proj = [r.floor(SM120_CARDS[n]) / eff if eff > 0 else float('nan') for n in cards]
+        # Projection: the roofline floor of the same bytes and flops on each SM120 card
+        proj = [r.floor(SM120_CARDS[n]) for n in cards]
         print(f'{r.name:<44} {_fmt_us(r.seconds)} {gbs:7.0f} {tfs:8.1f} {_fmt_us(floor)} {eff * 100:7.0f}%  '
-              + ' '.join(f'{p * 1e6:15.1f}' for p in proj) + f'  {r.check}')
+              + ' '.join(f'{p * 1e6:15.1f} us' for p in proj) + f'  {r.check}')
         for n in r.notes:
             print(f'    {n}')
-    print('\nfloor = max(bytes / measured bandwidth, flops / measured mma.sync peak) on this GPU; the SM120 '
-          'columns are that card\'s floor (SM120.md §1 figures) divided by the fraction of the floor reached here.')
+    print('\nfloor = max(bytes / measured bandwidth, flops / measured mma.sync peak) on this GPU; "of floor" = floor / '
+          'time. The SM120 columns are the roofline projection: the same bytes and flops at that card\'s DRAM '
+          'bandwidth and MMA peak (SM120.md §1; full-rate block-scaled FP8, native FP4).')
     return 0
 
 

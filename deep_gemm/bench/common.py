@@ -11,11 +11,17 @@ class Ceilings:
     fp8_mma: float          # FLOP/s, an FP8 `mma.sync` m16n8k32 loop with independent accumulators
     tf32_mma: float         # FLOP/s, a TF32 `mma.sync` m16n8k8 loop
 
+    @property
+    def fp4_mma(self):
+        # Off sm_120a/121a the FP4 kernels run their portable form (bf16 mma.sync on dequantized values), whose
+        # rate we bound by the FP8 one measured here; on an SM120 card the FP4 peak is its own (SM120_CARDS)
+        return self.fp8_mma
+
 
 # The SM120 cards we project onto (SM120.md §1): DRAM bandwidth, FP8 and TF32 dense peaks (FP32 accumulate)
 SM120_CARDS = {
-    'RTX PRO 6000': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=1000e12, tf32_mma=125e12),
-    'RTX 5090': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=990e12, tf32_mma=105e12),
+    'RTX PRO 6000': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=1000e12, fp4_mma=2000e12, tf32_mma=125e12),
+    'RTX 5090': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=990e12, fp4_mma=1670e12, tf32_mma=105e12),
 }
 
 
@@ -27,7 +33,7 @@ class Row:
     bytes_read: float = 0.0
     bytes_written: float = 0.0
     flops: float = 0.0
-    mma: str = 'fp8_mma'            # which compute ceiling the flops run against: 'fp8_mma' or 'tf32_mma'
+    mma: str = 'fp8_mma'            # which compute ceiling the flops run against: 'fp8_mma', 'fp4_mma' or 'tf32_mma'
     check: str = ''                 # the correctness check's outcome, e.g. 'diff 3e-9'
     notes: list = field(default_factory=list)
 
