@@ -459,8 +459,9 @@ def test_enumerated_configs():
         fp4 = [c for c in logits if c['description'].startswith('FP4')]
         # FP8: (H, D, block_kv) x 2 MMA forms, plus the A/B layouts w8m1 / w8m2 for H = 64, D = 128
         assert len(fp8) == 4 * 3 * 2 * 2 + 2 * 2 * 2, len(fp8)
-        # FP4: (H, D in {64, 128}, block_kv) x {portable, native}
-        assert len(fp4) == 4 * 2 * 2 * 2, len(fp4)
+        # FP4: (H, D in {64, 128}, block_kv) x {portable, native}, plus portable with q in shared memory for
+        # H = 64, D = 128 (DG_PAGED_FP4_VARIANT=smem)
+        assert len(fp4) == 4 * 2 * 2 * 2 + 2, len(fp4)
         assert len(logits) == len(fp8) + len(fp4)
         assert any(c['family'] == 'paged_mqa_logits_metadata' for c in cfgs)
         assert all(c['dynamic_smem'] <= 101376 for c in logits)

@@ -97,14 +97,27 @@ def _fp4_rows(num_sms):
     def call():
         return deep_gemm.fp8_fp4_paged_mqa_logits((q, q_sf), kv, w, ctx, bt, meta, ctx_len, False)
 
-    check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
-    t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
     tokens, valid = B * ctx_len, int(ctx.sum().item())
-    rows.append(Row(name=f'fp4_paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
-                    bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 + w.numel() * 4 + bt.numel() * 4,
-                    bytes_written=valid * 4, flops=2 * H * D * valid, mma='fp8_mma', check=check,
-                    notes=['flops measured against the FP8 mma.sync ceiling for now: the portable FP4 form (every '
-                           'GPU but sm_120a/121a) runs dequantized bf16 mma.sync m16n8k16']))
+    saved = os.environ.get('DG_PAGED_FP4_VARIANT')
+    try:
+        # DG_PAGED_FP4_VARIANT (portable form only): q dequantized per m-group from registers (regs, default) or
+        # once per row into shared memory with ldmatrix B loads (smem)
+        for variant in ('regs', 'smem'):
+            os.environ['DG_PAGED_FP4_VARIANT'] = variant
+            check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
+            t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
+            rows.append(Row(name=f'fp4_paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n} [{variant}]',
+                            seconds=t, bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 +
+                            w.numel() * 4 + bt.numel() * 4, bytes_written=valid * 4, flops=2 * H * D * valid,
+                            mma='fp8_mma', check=check,
+                            notes=['flops measured against the FP8 mma.sync ceiling for now: the portable FP4 form '
+                                   '(every GPU but sm_120a/121a) runs dequantized bf16 mma.sync m16n8k16',
+                                   f'DG_PAGED_FP4_VARIANT={variant}' + (' (default)' if variant == 'regs' else '')]))
+    finally:
+        if saved is None:
+            os.environ.pop('DG_PAGED_FP4_VARIANT', None)
+        else:
+            os.environ['DG_PAGED_FP4_VARIANT'] = saved
     del q, q_sf, kv, w, ctx, bt
     torch.cuda.empty_cache()
     return rows

@@ -33,15 +33,25 @@ struct PagedMQALogitsHeuristics {
         return (block_kv * row_bytes + block_kv * 4 + 127) / 128 * 128;
     }
 
-    // Per stage: the page, a 16-byte header and two 8-byte mbarriers
-    static int smem_bytes(int row_bytes, int block_kv, int num_stages) {
-        return num_stages * (stage_bytes(row_bytes, block_kv) + 16 + 16);
+    // Shared memory of the kernel's q regions (portable FP4 with q in shared memory): per consumer warp, H rows of
+    // D bf16
+    static int q_smem_bytes(int num_heads, int head_dim, int consumer_warps) {
+        return consumer_warps * num_heads * head_dim * 2;
     }
 
-    // NOTES: about 96 KB of pages in flight covers DRAM latency on every target; never fewer than 2 stages
-    static int num_stages(const ArchSpec& arch, int row_bytes, int block_kv) {
+    // Per stage: the page, a 16-byte header and two 8-byte mbarriers (the barrier block 128-byte aligned when a
+    // q region follows it)
+    static int smem_bytes(int row_bytes, int block_kv, int num_stages, int q_bytes = 0) {
+        if (q_bytes == 0)
+            return num_stages * (stage_bytes(row_bytes, block_kv) + 16 + 16);
+        return num_stages * stage_bytes(row_bytes, block_kv) + (num_stages * 32 + 127) / 128 * 128 + q_bytes;
+    }
+
+    // NOTES: about 96 KB of pages in flight covers DRAM latency on every target; never fewer than 2 stages.
+    // `reserved`: other shared memory (the q regions)
+    static int num_stages(const ArchSpec& arch, int row_bytes, int block_kv, int reserved = 0) {
         const int per_stage = stage_bytes(row_bytes, block_kv) + 32;
-        const int by_smem = (arch.smem_capacity - 1024) / per_stage;
+        const int by_smem = (arch.smem_capacity - 1024 - reserved) / per_stage;
         const int by_target = std::max(2, 96 * 1024 / per_stage);
         return std::max(2, std::min({16, by_smem, by_target}));
     }
@@ -68,6 +78,15 @@ struct PagedMQALogitsHeuristics {
     }
 
     static std::vector<PagedWarpLayout> ab_layouts() { return {{1, 8}, {2, 8}}; }
+
+    // Portable FP4: q dequantized per m-group from raw registers (default) or once per row into shared memory,
+    // B fragments by ldmatrix (`DG_PAGED_FP4_VARIANT=smem`; H = 64, D = 128 only, enumerated for CI)
+    static bool fp4_q_smem(int num_heads, int head_dim, bool native) {
+        const auto v = get_env("DG_PAGED_FP4_VARIANT");
+        DG_CHECK(v.empty() or v == "regs" or v == "smem",
+                 "environment variable DG_PAGED_FP4_VARIANT must be unset, 'regs' or 'smem'; got '", v, "'");
+        return v == "smem" and not native and variant_applies(num_heads, head_dim);
+    }
 
     // FP4: the default layout (the native form needs no more registers than FP8; the portable form dequantizes
     // q per m-group, so two m-tiles share that work)

@@ -59,24 +59,34 @@ struct PagedMQALogitsConfig {
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
     PagedWarpLayout layout = PagedMQALogitsHeuristics::default_layout();
+    bool q_smem = false;        // portable FP4: q dequantized once per row into shared memory
 
     static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     PagedWarpLayout layout) {
+                                     PagedWarpLayout layout, bool q_smem = false) {
         const int row_bytes = fp4 ? d / 2 : d;
-        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv), fp4, fast, layout};
+        const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d, layout.consumer_warps) : 0;
+        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, layout,
+                q_smem};
+    }
+
+    int q_bytes() const {
+        return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim, layout.consumer_warps) : 0;
     }
 
     int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
     int num_threads() const { return layout.num_threads(); }
     std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
-    int smem_bytes() const { return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages); }
+    int smem_bytes() const {
+        return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages, q_bytes());
+    }
 
     // A compact identity (everything `generate` depends on)
     uint64_t key() const {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(layout.m_per_warp) << 34 | static_cast<uint64_t>(layout.consumer_warps) << 38;
+               static_cast<uint64_t>(layout.m_per_warp) << 34 | static_cast<uint64_t>(layout.consumer_warps) << 38 |
+               static_cast<uint64_t>(q_smem) << 44;
     }
 
     std::string generate() const {
@@ -90,7 +100,7 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   layout.m_per_warp, ", ", layout.consumer_warps, ">(\n",
+                   layout.m_per_warp, ", ", layout.consumer_warps, ", ", q_smem ? "true" : "false", ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -100,7 +110,7 @@ struct PagedMQALogitsConfig {
     std::string describe() const {
         const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
-                   num_stages, " mma=", form, " layout=", layout.name());
+                   num_stages, " mma=", form, " layout=", layout.name(), q_smem ? " q=smem" : "");
     }
 
     std::vector<std::string> expected_sass(const ArchSpec& arch) const {
@@ -141,8 +151,12 @@ struct PagedMQALogitsConfig {
         for (const int h: {8, 16, 32, 64})
             for (const int d: {64, 128})
                 for (const int bkv: {32, 64})
-                    for (const bool fast: forms)
+                    for (const bool fast: forms) {
                         add(make(arch, h, d, bkv, true, fast, PagedMQALogitsHeuristics::fp4_layout(h, d, fast)));
+                        if (not fast and PagedMQALogitsHeuristics::variant_applies(h, d))
+                            add(make(arch, h, d, bkv, true, false, PagedMQALogitsHeuristics::fp4_layout(h, d, false),
+                                     true));
+                    }
         return specs;
     }
 };
@@ -245,10 +259,12 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
 // permuted block table, 2-D lengths and next_n = 2; both outputs start as zeros, so whole tensors compare.
 inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candidate, int device, cudaStream_t stream,
                                                bool inject_fault) {
+    const ArchSpec arch = paged_detail::arch_spec(device);
     PagedMQALogitsConfig twin = candidate;
+    if (twin.fp4 and twin.fast_mma)
+        twin = PagedMQALogitsConfig::make(arch, twin.num_heads, twin.head_dim, twin.block_kv, true, false,
+                                          PagedMQALogitsHeuristics::fp4_layout(twin.num_heads, twin.head_dim, false));
     twin.fast_mma = false;
-    if (twin.fp4)
-        twin.layout = PagedMQALogitsHeuristics::fp4_layout(twin.num_heads, twin.head_dim, false);
     const int H = candidate.num_heads, D = candidate.head_dim, bkv = candidate.block_kv, rb = candidate.row_bytes();
     constexpr int B = 2, n = 2, P = 6;
     auto gen = at::detail::createCPUGenerator(0x9a9ed);
@@ -546,16 +562,20 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     const int dev_index = device.index();
     const auto arch = paged_detail::arch_spec(dev_index);
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
-    auto config = fp4 ? PagedMQALogitsConfig::make(arch, h, d, bkv, true, PagedMQALogitsHeuristics::want_native_fp4(arch),
-                                                   PagedWarpLayout{})
+    // FP4: native where the target has it (cross-checked once), else the portable form with its q variant
+    const auto fp4_config = [&](bool native) {
+        return PagedMQALogitsConfig::make(arch, h, d, bkv, true, native,
+                                          PagedMQALogitsHeuristics::fp4_layout(h, d, native),
+                                          PagedMQALogitsHeuristics::fp4_q_smem(h, d, native));
+    };
+    auto config = fp4 ? fp4_config(PagedMQALogitsHeuristics::want_native_fp4(arch))
                       : PagedMQALogitsConfig::make(arch, h, d, bkv, false, choose_block_scaled_fp8_mma(arch),
                                                    PagedMQALogitsHeuristics::layout(h, d));
-    if (fp4)
-        config.layout = PagedMQALogitsHeuristics::fp4_layout(h, d, config.fast_mma);
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
-    config.fast_mma = resolve_paged_fast_mma(config, dev_index, stream);
-    if (fp4)
-        config.layout = PagedMQALogitsHeuristics::fp4_layout(h, d, config.fast_mma);
+    const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
+    if (fp4 and fast != config.fast_mma)
+        config = fp4_config(fast);
+    config.fast_mma = fast;
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 

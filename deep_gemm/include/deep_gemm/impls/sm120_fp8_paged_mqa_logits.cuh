@@ -103,8 +103,12 @@ struct PagedWalker {
 // native m16n8k64). kMPerWarp: m-tiles (16 keys) a consumer warp computes together, 1 or 2. kNumConsumerWarps:
 // 8 or 4, plus one producer warp (NOTES: 9 warps put 3 on some SM sub-partition, capping registers at 168; 5 warps
 // allow 255, which 2 m-tiles per warp with H = 64 need on sm_90).
+//
+// kQSmem (portable FP4 only): each consumer warp dequantizes its row's q once into its own shared-memory region
+// (bf16, in the k order of `Fp4Mma<false>`, 16-byte chunks XOR-swizzled by head) and loads B fragments with
+// ldmatrix, instead of dequantizing raw q registers per m-group.
 template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, int kMPerWarp,
-          int kNumConsumerWarps>
+          int kNumConsumerWarps, bool kQSmem = false>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
@@ -124,6 +128,11 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
     static_assert(kNumConsumerWarps == 4 or kNumConsumerWarps == 8, "4 or 8 consumer warps");
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
+    static_assert(not kQSmem or (kFp4 and not kFastMma), "q in shared memory: the portable FP4 form only");
+    // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
+    constexpr int kQOffset = kNumStages * Layout::kStageBytes + align_up(kNumStages * 32, 128);
+    constexpr int kQRowBytes = kHeadDim * 2;
+    static_assert(sizeof(PagedSmem<kNumStages>) == kNumStages * 32, "barrier block size (host: smem_bytes)");
 
     extern __shared__ __align__(1024) uint8_t smem_raw[];
     uint8_t* stages = smem_raw;
@@ -223,6 +232,9 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     uint32_t qf[kNTiles][kKSteps][2];   // raw B fragments (FP8 e4m3 / FP4 e2m1 bytes)
     uint32_t qs[kNTiles];               // FP4: packed UE8M0 scales of head n * 8 + g
     const uint8_t* w_row = nullptr;     // this row's weights (read per m-group: L1 hits, 16 fewer registers)
+    uint8_t* q_smem = smem_raw + kQOffset + warp * (kNumHeads * kQRowBytes);   // kQSmem only
+    // Byte offset of 16-byte chunk `c` of head row `h` in q_smem (8 consecutive heads hit 8 distinct bank groups)
+    const auto q_chunk = [](const int h, const int c) { return h * kQRowBytes + ((c ^ (h & 7)) << 4); };
     int cur_b = -1, cur_t = -1, row_len = 0;
 
     for (uint32_t u = 0;; ++u) {
@@ -244,8 +256,31 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     row_len = min_of(max_of(len, 0), max_context_len);
                     const int64_t row = static_cast<int64_t>(b) * next_n + t;
                     const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
+                    if constexpr (kQSmem) {
+                        // Raw register r (8 e2m1, packed bytes 4k of head hd's row, k = r % (D / 8)) covers
+                        // elements 64 ks + 32 h + 8 t + 0..7 (ks = k / 8, h = k / 4 % 2, t = k % 4); its bf16 pair
+                        // j goes to 4-byte slot ((ks * 4 + j) * 2 + h) * 4 + t of the head's row, so that one
+                        // ldmatrix matrix (8 heads x 16 bytes) is the B register (j, h) of `Fp4Mma<false>`
+                        constexpr int kRegsPerRow = kHeadDim / 8;
+                        __syncwarp();   // every lane is done reading the previous row's q
+                        #pragma unroll 4
+                        for (int r = lane; r < kNumHeads * kRegsPerRow; r += 32) {
+                            const int hd = r / kRegsPerRow, k = r % kRegsPerRow;
+                            const int ks = k / 8, h = (k / 4) % 2, t4 = k % 4;
+                            const uint32_t raw = __ldg(reinterpret_cast<const uint32_t*>(q_row + hd * kRowBytes) + k);
+                            const uint32_t sf = static_cast<uint32_t>(__ldg(q_sf + row * kNumHeads + hd));
+                            uint32_t v[4];
+                            mma::fp4_detail::e2m1x8_to_bf16x8(
+                                v, raw, mma::fp4_detail::ue8m0_to_bf16x2((sf >> (8 * (2 * ks + h))) & 0xffu));
+                            #pragma unroll
+                            for (int j = 0; j < 4; ++j)
+                                *reinterpret_cast<uint32_t*>(q_smem + q_chunk(hd, (ks * 4 + j) * 2 + h) + 4 * t4) =
+                                    v[j];
+                        }
+                        __syncwarp();
+                    }
                     #pragma unroll
-                    for (int n = 0; n < kNTiles; ++n) {
+                    for (int n = 0; n < (kQSmem ? 0 : kNTiles); ++n) {
                         #pragma unroll
                         for (int ks = 0; ks < kKSteps; ++ks) {
                             const uint8_t* p = q_row + (n * 8 + g) * kRowBytes + ks * 32 + 4 * tig;
@@ -268,7 +303,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     // from shared memory after this unit's barrier wait, makes q unit-variant for ptxas too; the
                     // m-group's m-tiles still share one dequantization. (FP8 on sm_90, emulated through F16, fits
                     // 255 registers without it for w4m2, and spills with it.)
-                    constexpr bool kOpaqueQ = kFp4 and not kFastMma;
+                    constexpr bool kOpaqueQ = kFp4 and not kFastMma and not kQSmem;
                     uint32_t qv[kNTiles][kKSteps][2];
                     const uint32_t opaque_zero = kOpaqueQ ? static_cast<uint32_t>(header.w) : 0u;
                     #pragma unroll
@@ -303,8 +338,22 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                             }
                             #pragma unroll
                             for (int n = 0; n < kNTiles; ++n) {
-                                const typename Fp4::FragB fb = ks == 0 ? Fp4::template make_b<0>(qv[n][ks], qs[n])
-                                                                       : Fp4::template make_b<1>(qv[n][ks], qs[n]);
+                                typename Fp4::FragB fb;
+                                if constexpr (kQSmem) {
+                                    // Matrices lane / 8 = (j, h) = (2p, 0), (2p, 1), (2p + 1, 0), (2p + 1, 1):
+                                    // chunk ks * 8 + 4p + lane / 8 of heads n * 8 + lane % 8
+                                    #pragma unroll
+                                    for (int p = 0; p < 2; ++p) {
+                                        uint32_t r4[4];
+                                        ptx::ldmatrix_x4(r4, q_smem + q_chunk(n * 8 + (lane & 7),
+                                                                              ks * 8 + 4 * p + (lane >> 3)));
+                                        fb.r[2 * p][0] = r4[0], fb.r[2 * p][1] = r4[1];
+                                        fb.r[2 * p + 1][0] = r4[2], fb.r[2 * p + 1][1] = r4[3];
+                                    }
+                                } else {
+                                    fb = ks == 0 ? Fp4::template make_b<0>(qv[n][ks], qs[n])
+                                                 : Fp4::template make_b<1>(qv[n][ks], qs[n]);
+                                }
                                 #pragma unroll
                                 for (int m = 0; m < kMPerWarp; ++m)
                                     Fp4::mma(acc[m][n], fa[m], fb);
