@@ -30,7 +30,7 @@ inline void hc_prenorm_gemm(const char* fn, const torch::Tensor& a, const torch:
     const int64_t m = a.size(0), k = a.size(1), n = b.size(0);
     c.size(b, "b", 1, k, "K, as `a`.shape[1]");
     DG_CHECK(1 <= n and n <= T::kMaxN, fn, ": `b`.shape[0] (N) must be in [1, ", T::kMaxN, "]; got ", describe(b));
-    DG_CHECK(k > 0 and k % T::kKAlign == 0, fn, ": K (`a`.shape[1]) must be a positive multiple of ", T::kKAlign,
+    DG_CHECK(k > 0 and k % T::kBlockK == 0, fn, ": K (`a`.shape[1]) must be a positive multiple of ", T::kBlockK,
              "; got ", describe(a));
     DG_CHECK(m < (int64_t{1} << 31) and k < (int64_t{1} << 31), fn,
              ": `a` is too large (M must be < 2^31, K < 2^31); got ", describe(a));
@@ -39,8 +39,8 @@ inline void hc_prenorm_gemm(const char* fn, const torch::Tensor& a, const torch:
     if (num_splits.has_value()) {
         splits = *num_splits;
         DG_CHECK(splits >= 1 and splits <= 65535, fn, ": `num_splits` must be in [1, 65535] or None; got ", splits);
-        DG_CHECK(k % splits == 0 and (k / splits) % T::kKAlign == 0, fn, ": K / `num_splits` must be a multiple of ",
-                 T::kKAlign, " (each split is a contiguous K range of whole ", T::kKAlign, "-wide steps); got K = ",
+        DG_CHECK(k % splits == 0 and (k / splits) % T::kBlockK == 0, fn, ": K / `num_splits` must be a multiple of ",
+                 T::kBlockK, " (each split is a contiguous K range of whole ", T::kBlockK, "-wide steps); got K = ",
                  k, ", num_splits = ", splits);
         c.dim(d, "d", 3, "[num_splits, M, N] (num_splits is given)");
         c.size(d, "d", 0, splits, "num_splits");

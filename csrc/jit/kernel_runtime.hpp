@@ -55,7 +55,9 @@ public:
         auto& d = Driver::get();
         const int device = config.device;
         const auto bit = 1ull << (static_cast<unsigned>(device) & 63);
-        if (config.smem_bytes > 48 * 1024 and (smem_configured.load(std::memory_order_acquire) & bit) == 0) {
+        // NOTES: raised for any dynamic size, not only > 48 KB: static shared memory counts against the same
+        // 48 KB default (a kernel with 128 B static + 48 KB dynamic failed to launch on the H100 without it)
+        if (config.smem_bytes > 0 and (smem_configured.load(std::memory_order_acquire) & bit) == 0) {
             std::lock_guard<std::mutex> lock(smem_mutex);
             // NOTES: each generated source has one fixed shared-memory size, so setting it once per device suffices
             DG_CU_CHECK(d.cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

@@ -32,23 +32,17 @@ def run(ceilings) -> list:
     torch.manual_seed(0)
     b = torch.randn(n, k, device='cuda') * 0.02
     import os
-    # (M, caller's num_splits, DG_HC_SPLITS): None = the heuristic's internal split count
-    cases = [(m, ns, None) for m, ns in ((1, None), (64, None), (128, None), (4096, None), (16384, None), (64, 16),
-                                         (4096, 16))]
-    # Forced internal split counts (DG_HC_SPLITS, see csrc/jit_kernels/heuristics/sm120_hc_prenorm_gemm.hpp), to
-    # pick the heuristic's defaults: the heuristic takes 128 (M = 1, 64), 76 (M = 128), 8 (M = 4096), 2 (M = 16384)
-    # on 132 SMs
-    cases += [(1, None, s) for s in ('32', '256')]
-    cases += [(64, None, s) for s in ('16', '32', '64', '256')]
-    cases += [(4096, None, s) for s in ('1', '4', '16')]
-    cases += [(16384, None, s) for s in ('1', '4')]
-    prev_splits = os.environ.get('DG_HC_SPLITS')
+    cases = [(m, ns, None) for m, ns in ((1, None), (64, None), (4096, None), (16384, None), (64, 16), (4096, 16))]
+    # The other plan variants (DG_HC_VARIANT, see csrc/jit_kernels/heuristics/sm120_hc_prenorm_gemm.hpp): 0 = the
+    # first heuristic (one-level sum, no K rotation), 2 = the default without the K rotation
+    cases += [(m, ns, v) for v in ('0', '2') for m, ns in ((1, None), (64, None), (4096, None), (16384, None))]
+    prev_variant = os.environ.get('DG_HC_VARIANT')
     try:
-        for m, num_splits, forced in cases:
-            if forced is None:
-                os.environ.pop('DG_HC_SPLITS', None)
+        for m, num_splits, variant in cases:
+            if variant is None:
+                os.environ.pop('DG_HC_VARIANT', None)
             else:
-                os.environ['DG_HC_SPLITS'] = forced
+                os.environ['DG_HC_VARIANT'] = variant
             a = torch.randn(m, k, device='cuda').to(torch.bfloat16)
             shape_d = (m, n) if num_splits is None else (num_splits, m, n)
             shape_s = (m,) if num_splits is None else (num_splits, m)
@@ -66,8 +60,8 @@ def run(ceilings) -> list:
             check = f'{"ok" if ok else "FAIL"} diff d {diff_d:.1e} sq {diff_s:.1e}'
             seconds = gpu_time(fn, 'hc_prenorm_gemm')
             name = f'hc_prenorm_gemm M={m} N={n} K={k}' + (f' splits={num_splits}' if num_splits else '')
-            if forced is not None:
-                name += f' DG_HC_SPLITS={forced}'
+            if variant is not None:
+                name += f' DG_HC_VARIANT={variant}'
             notes = []
             if m <= 64:
                 notes.append(f'launch-bound: {seconds * 1e6:.1f} us')
@@ -77,8 +71,8 @@ def run(ceilings) -> list:
                             flops=2.0 * m * n * k, mma='tf32_mma', check=check, notes=notes))
             del a, d, s, ref_d, ref_s, out_d, out_s
     finally:
-        if prev_splits is None:
-            os.environ.pop('DG_HC_SPLITS', None)
+        if prev_variant is None:
+            os.environ.pop('DG_HC_VARIANT', None)
         else:
-            os.environ['DG_HC_SPLITS'] = prev_splits
+            os.environ['DG_HC_VARIANT'] = prev_variant
     return rows

@@ -100,9 +100,9 @@ def _fp4_rows(num_sms):
     tokens, valid = B * ctx_len, int(ctx.sum().item())
     saved = os.environ.get('DG_PAGED_FP4_VARIANT')
     try:
-        # DG_PAGED_FP4_VARIANT (portable form only): q dequantized per m-group from registers (regs, default) or
-        # once per row into shared memory with ldmatrix B loads (smem)
-        for variant in ('regs', 'smem'):
+        # DG_PAGED_FP4_VARIANT (portable form only): q dequantized once per row into shared memory with ldmatrix
+        # B loads (smem, default) or per m-group from registers (regs)
+        for variant in ('smem', 'regs'):
             os.environ['DG_PAGED_FP4_VARIANT'] = variant
             check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
             t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
@@ -112,7 +112,7 @@ def _fp4_rows(num_sms):
                             mma='fp8_mma', check=check,
                             notes=['flops measured against the FP8 mma.sync ceiling for now: the portable FP4 form '
                                    '(every GPU but sm_120a/121a) runs dequantized bf16 mma.sync m16n8k16',
-                                   f'DG_PAGED_FP4_VARIANT={variant}' + (' (default)' if variant == 'regs' else '')]))
+                                   f'DG_PAGED_FP4_VARIANT={variant}' + (' (default)' if variant == 'smem' else '')]))
     finally:
         if saved is None:
             os.environ.pop('DG_PAGED_FP4_VARIANT', None)

@@ -2,12 +2,10 @@
 
 // NOTES: the mHC pre-norm GEMM is a stream over `a` (M x K bf16) with a small `b` (N <= 32 rows) re-read from L2
 // by every M tile. One tiling serves every shape: 128-row tiles keep `b`'s L2 traffic at 4N / 256 of `a`'s
-// (0.375x for N = 24); 32-wide K slices in a 4-stage cp.async pipeline take <= 48 KB of shared memory, and the
-// kernel is built for <= 128 registers at 256 threads, so two CTAs share an SM on sm_120 (2 x 49 KB of 100 KB) and
-// on Hopper/Ada alike: while one CTA waits at its barrier the other keeps loads in flight.
-// (The first design, 64-wide slices in 90 KB with 208 registers, ran one CTA per SM: 69-76% of the H100's read
-// bandwidth at M >= 4096.) The per-call choice (a runtime argument, no extra kernels): how many internal K splits
-// fill the GPU's CTA slots, and whether their in-kernel sum is one- or two-level (see get_hc_prenorm_plan).
+// (0.375x for N = 24), 64-wide K slices in a 4-stage cp.async pipeline keep 48 KB of `a` in flight per SM, and the
+// whole pipeline (<= 96 KB) fits sm_120's 101376 B with one CTA per SM. The per-call choices (runtime arguments,
+// no extra kernels): how many internal K splits fill the GPU when M is small, whether their sum is one- or two-level,
+// and whether each M tile's K order is rotated (see get_hc_prenorm_plan).
 
 #include <algorithm>
 #include <cmath>
@@ -18,12 +16,10 @@ namespace deep_gemm {
 
 struct HcPrenormTiling {
     static constexpr int kBlockM = 128;
-    static constexpr int kBlockK = 32;
+    static constexpr int kBlockK = 64;
     static constexpr int kNumStages = 4;
     static constexpr int kNumThreads = 256;
-    static constexpr int kMinBlocksPerSm = 2;   // __launch_bounds__ minimum: caps registers at 128
     static constexpr int kMaxN = 32;
-    static constexpr int kKAlign = 64;          // K (and K / num_splits) must be a multiple of this (the API's rule)
 
     static int num_n_tiles(int n) { return (n + 7) / 8; }
 
@@ -46,35 +42,22 @@ struct HcPrenormPlan {
     int num_m_tiles = 0;
     int num_int_splits = 1;     // CTAs per (M tile, caller's split), summed in a fixed order in-kernel
     int group_size = 1;         // splits per level-1 group of the in-kernel sum (== num_int_splits: one level)
+    bool rotate = false;        // rotate each M tile's K order (spreads the CTAs' `b` reads over K)
     int smem_bytes = 0;
 
     int num_groups() const { return (num_int_splits + group_size - 1) / group_size; }
 };
 
-// Level-1 group size for `s` splits: one level, or about sqrt(s) groups of about sqrt(s) when the model says a
-// two-level tree is faster. Rough constants (about H100 / RTX 5090 class); only the shape of the curve matters.
-constexpr double kHcLatencyUs = 1.0, kHcSyncUs = 0.8, kHcDramBytesPerUs = 2.5e6, kHcL2BytesPerUsPerSm = 1.0e5;
+// Plan variants, chosen by DG_HC_VARIANT (runtime only: every variant uses the same enumerated kernels):
+//   1 (default): split count from a latency/bandwidth cost model, two-level sum tree where it pays, rotated K order
+//   2: as 1 without the K rotation
+//   0: the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no rotation)
+// NOTES: the bench (deep_gemm/bench/hc.py) times all three so they can be compared in one run.
+constexpr int kHcDefaultVariant = 1;
 
-inline int hc_prenorm_group_size(int s, double partial_bytes, double* t_sum = nullptr) {
-    if (s <= 1) {
-        if (t_sum)
-            *t_sum = 0;
-        return 1;
-    }
-    const double flat = kHcSyncUs + s * partial_bytes / kHcL2BytesPerUsPerSm;
-    const int g = std::max(2, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(s)))));
-    const double tree = 2 * kHcSyncUs + (g + (s + g - 1) / g) * partial_bytes / kHcL2BytesPerUsPerSm;
-    const bool use_tree = g < s and tree < flat;
-    if (t_sum)
-        *t_sum = use_tree ? tree : flat;
-    return use_tree ? g : s;
-}
-
-// `num_user_splits`: the caller's `num_splits` (1 when None); K / num_user_splits is a multiple of kKAlign.
-// `forced_splits` > 0 forces the internal split count (clamped to one K slice per split): DG_HC_SPLITS, for
-// benchmarks comparing split counts.
+// `num_user_splits`: the caller's `num_splits` (1 when None). K / num_user_splits is a multiple of kBlockK.
 inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits,
-                                         int forced_splits = 0) {
+                                         int variant = kHcDefaultVariant) {
     using T = HcPrenormTiling;
     HcPrenormPlan plan;
     plan.num_n_tiles = T::num_n_tiles(n);
@@ -84,35 +67,48 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
 
     const int kb_per_user = k / T::kBlockK / num_user_splits;
     const int ctas = plan.num_m_tiles * num_user_splits;
+    const int by_sms = std::max(1, arch.num_sms / std::max(1, ctas));
     const int rows = std::min(m, T::kBlockM);
     const double partial_bytes = rows * (plan.num_n_tiles * 8 + 1) * 4.0;
-    if (forced_splits > 0) {
-        plan.num_int_splits = std::min({forced_splits, kb_per_user, 65535});
-        plan.group_size = hc_prenorm_group_size(plan.num_int_splits, partial_bytes);
+
+    if (variant == 0) {
+        // One CTA per SM. Split K while the grid is smaller than the GPU, but not beyond where the last CTA's
+        // combine costs more than it saves: time ~ main / s + combine * s is smallest at s = sqrt(main / combine).
+        const double main_bytes = (rows * 2.0 + n * 4.0) * (static_cast<double>(k) / num_user_splits);
+        const int by_cost = std::max(1, static_cast<int>(std::sqrt(main_bytes / partial_bytes)));
+        plan.num_int_splits = std::max(1, std::min({by_sms, by_cost, kb_per_user}));
+        plan.group_size = plan.num_int_splits;
         return plan;
     }
+    plan.rotate = variant != 2;
 
-    // Cost model (microseconds) of one split count s, over the GPU's CTA slots (kMinBlocksPerSm per SM):
+    // Cost model (microseconds) of one split count s, one CTA per SM:
     //   main: first-byte latency + this CTA's bytes at its share of DRAM bandwidth, capped by what its pipeline
-    //         keeps in flight (kNumStages - 1 slices per latency);
+    //         keeps in flight (kNumStages - 1 stages per latency);
     //   sum:  per level, a fence/counter/first-load latency + the partials its closer reads from L2.
-    // s is at most the number of splits that fills every slot once (more would run a second wave) and leaves
-    // every split at least kNumStages slices. Ties (within 1%) go to more splits: more CTAs hide more latency
-    // than the model knows.
-    const int slots = arch.num_sms * T::kMinBlocksPerSm;
-    const int by_slots = std::max(1, slots / std::max(1, ctas));
-    const int max_splits = std::max(1, std::min(by_slots, kb_per_user / T::kNumStages));
-    const double active_rows = std::min(T::kBlockM, (rows + 15) / 16 * 16);
+    // Rough constants (about H100 / RTX 5090 class); only the shape of the curve matters.
+    constexpr double kLatencyUs = 1.0, kSyncUs = 0.8, kDramBytesPerUs = 2.5e6, kL2BytesPerUsPerSm = 1.0e5;
+    const double active_rows = std::min(T::kBlockM, (rows + 31) / 32 * 32);
     const double stage_bytes = std::min<double>(rows, active_rows) * T::kBlockK * 2.0 + n * T::kBlockK * 4.0;
+    const int max_splits = std::max(1, std::min(by_sms, kb_per_user / 2));
     double best = 0;
     for (int s = 1; s <= max_splits; ++s) {
         const int stages = (kb_per_user + s - 1) / s;
-        const double rate = std::min(kHcDramBytesPerUs / (static_cast<double>(ctas) * s),
-                                     (T::kNumStages - 1) * stage_bytes / kHcLatencyUs);
-        const double t_main = kHcLatencyUs + stages * stage_bytes / rate;
+        const double rate = std::min(kDramBytesPerUs / (static_cast<double>(ctas) * s),
+                                     (T::kNumStages - 1) * stage_bytes / kLatencyUs);
+        const double t_main = kLatencyUs + stages * stage_bytes / rate;
         double t_sum = 0;
-        const int group = hc_prenorm_group_size(s, partial_bytes, &t_sum);
+        int group = s;
+        if (s > 1) {
+            const double flat = kSyncUs + s * partial_bytes / kL2BytesPerUsPerSm;
+            const int g = std::max(2, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(s)))));
+            const double tree = 2 * kSyncUs + (g + (s + g - 1) / g) * partial_bytes / kL2BytesPerUsPerSm;
+            t_sum = flat;
+            if (g < s and tree < flat)
+                t_sum = tree, group = g;
+        }
         const double t = t_main + t_sum;
+        // Ties (within 1%) go to more splits: more CTAs hide more latency than the model knows
         if (s == 1 or t <= best * 1.01) {
             best = std::min(best == 0 ? t : best, t);
             plan.num_int_splits = s, plan.group_size = group;

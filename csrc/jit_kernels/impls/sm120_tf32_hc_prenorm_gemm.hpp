@@ -20,6 +20,7 @@ namespace deep_gemm {
 
 struct HcPrenormGemmConfig {
     int num_n_tiles = 3;        // ceil(N / 8), 1..4
+    bool round_rna = kHcDefaultRoundRNA;
 
     using T = HcPrenormTiling;
 
@@ -29,25 +30,28 @@ struct HcPrenormGemmConfig {
 
     std::string generate() const {
         return cat("#include <deep_gemm/impls/sm120_tf32_hc_prenorm_gemm.cuh>\n\n",
-                   "extern \"C\" __global__ void __launch_bounds__(", T::kNumThreads, ", ", T::kMinBlocksPerSm, ") ",
-                   symbol(), "(\n",
+                   "extern \"C\" __global__ void __launch_bounds__(", T::kNumThreads, ", 1) ", symbol(), "(\n",
                    "        const deep_gemm::bf16_t* a, long long lda, const float* b, long long ldb, float* d,\n",
                    "        float* sqr_sum, float* workspace, unsigned* counters, int M, int N, int K,\n",
-                   "        int num_user_splits, int num_int_splits, int group_size, int round_rna) {\n",
-                   "    deep_gemm::sm120_tf32_hc_prenorm_gemm_impl<", num_n_tiles, ", ", T::kBlockM, ", ", T::kBlockK,
-                   ", ", T::kNumStages, ", ", T::kNumThreads, ">(\n",
+                   "        int num_user_splits, int num_int_splits, int group_size, int rotate) {\n",
+                   "    deep_gemm::sm120_tf32_hc_prenorm_gemm_impl<", num_n_tiles, ", ", round_rna ? "true" : "false",
+                   ", ", T::kBlockM, ", ", T::kBlockK, ", ", T::kNumStages, ", ", T::kNumThreads, ">(\n",
                    "        a, lda, b, ldb, d, sqr_sum, workspace, counters, M, N, K, num_user_splits, num_int_splits,\n",
-                   "        group_size, round_rna);\n",
+                   "        group_size, rotate);\n",
                    "}\n");
     }
 
-    // Every N <= 32 maps to one of 4 n-tile counts (the TF32 rounding of `b` is a runtime argument)
+    // Every N <= 32 maps to one of 4 n-tile counts; both TF32 roundings of `b` (the non-default one is reachable
+    // through `_tf32_hc_prenorm_gemm_rounding`, which the tests use to confirm the default)
     static std::vector<KernelSpec> enumerate(const ArchSpec&) {
         std::vector<KernelSpec> specs;
-        for (int nt = 1; nt <= T::kMaxN / 8; ++nt) {
-            const HcPrenormGemmConfig c{nt};
-            specs.push_back({"hc_prenorm_gemm", c.symbol(), c.generate(), cat("n_tiles=", nt), T::kNumThreads,
-                             c.smem_bytes(), {"HMMA.1688.F32.TF32", "LDGSTS"}});
+        for (const bool rna: {false, true}) {
+            for (int nt = 1; nt <= T::kMaxN / 8; ++nt) {
+                const HcPrenormGemmConfig c{nt, rna};
+                specs.push_back({"hc_prenorm_gemm", c.symbol(), c.generate(),
+                                 cat("n_tiles=", nt, " b_rounding=", rna ? "rna" : "truncate"), T::kNumThreads,
+                                 c.smem_bytes(), {"HMMA.1688.F32.TF32", "LDGSTS"}});
+            }
         }
         return specs;
     }
@@ -79,11 +83,10 @@ private:
     std::map<std::pair<int, uintptr_t>, uint32_t*> buffers;
 };
 
-// DG_HC_SPLITS: force the internal K split count (0 or unset: the heuristic's), read on every call so a benchmark
-// can compare split counts
-inline int hc_prenorm_forced_splits() {
-    const int v = get_env_int("DG_HC_SPLITS", 0);
-    DG_CHECK(v >= 0 and v <= 65535, "tf32_hc_prenorm_gemm: DG_HC_SPLITS must be in [0, 65535]; got ", v);
+// The plan variant: DG_HC_VARIANT (see get_hc_prenorm_plan), read on every call so a benchmark can switch it
+inline int hc_prenorm_variant() {
+    const int v = get_env_int("DG_HC_VARIANT", kHcDefaultVariant);
+    DG_CHECK(v >= 0 and v <= 2, "tf32_hc_prenorm_gemm: DG_HC_VARIANT must be 0, 1 or 2; got ", v);
     return v;
 }
 
@@ -95,12 +98,12 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
     const int m = static_cast<int>(a.size(0)), k = static_cast<int>(a.size(1)), n = static_cast<int>(b.size(0));
     if (m == 0)
         return;
-    const int forced_splits = hc_prenorm_forced_splits();
+    const int variant = hc_prenorm_variant();
     const c10::cuda::CUDAGuard guard(a.device());
     const auto device = a.get_device();
     const auto arch = current_arch_spec();
-    const auto plan = get_hc_prenorm_plan(arch, m, n, k, num_user_splits, forced_splits);
-    const HcPrenormGemmConfig config{plan.num_n_tiles};
+    const auto plan = get_hc_prenorm_plan(arch, m, n, k, num_user_splits, variant);
+    const HcPrenormGemmConfig config{plan.num_n_tiles, round_rna};
     DG_HOST_ASSERT(config.smem_bytes() == plan.smem_bytes);
     DG_HOST_ASSERT(plan.num_int_splits >= 1 and plan.num_int_splits <= 65535);
     DG_HOST_ASSERT(plan.group_size >= 1 and plan.group_size <= plan.num_int_splits);
@@ -145,13 +148,13 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
     launch.device = device;
     const long long lda = a.size(0) > 1 ? a.stride(0) : k, ldb = b.size(0) > 1 ? b.stride(0) : k;
     if (get_env_flag("DG_PRINT_CONFIGS"))
-        std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: n_tiles=%d m_tiles=%d "
-                     "int_splits=%d%s group=%d smem=%d rounding=%s\n", m, n, k, num_user_splits, plan.num_n_tiles,
-                     plan.num_m_tiles, plan.num_int_splits, forced_splits ? " (DG_HC_SPLITS)" : "", plan.group_size,
-                     plan.smem_bytes, round_rna ? "rna" : "truncate");
+        std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: variant=%d n_tiles=%d "
+                     "m_tiles=%d int_splits=%d group=%d rotate=%d smem=%d rounding=%s\n", m, n, k, num_user_splits,
+                     variant, plan.num_n_tiles, plan.num_m_tiles, plan.num_int_splits, plan.group_size,
+                     plan.rotate ? 1 : 0, plan.smem_bytes, round_rna ? "rna" : "truncate");
     runtime->launch(launch, a.data_ptr(), lda, b.data_ptr(), ldb, d.data_ptr(), sqr_sum.data_ptr(),
                     static_cast<void*>(ws_ptr), static_cast<void*>(counters_ptr), m, n, k, num_user_splits,
-                    plan.num_int_splits, plan.group_size, round_rna ? 1 : 0);
+                    plan.num_int_splits, plan.group_size, plan.rotate ? 1 : 0);
 }
 
 } // namespace deep_gemm
