@@ -63,8 +63,14 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
     write_file_atomic(path_join(dir, "kernel.log"), output.log);
     write_file_atomic(cubin_path, output.cubin);
     if (get_env_flag("DG_JIT_DUMP_SASS")) {
-        const auto [code, sass] = run_command("cuobjdump -sass " + shell_quote(cubin_path));
-        std::fprintf(stderr, "%s\n", sass.c_str());
+        // The toolkit's cuobjdump next to nvcc when there is one, else the first on PATH
+        std::string tool = "cuobjdump";
+        for (const auto& home: {get_env("CUDA_HOME"), JitPaths::get().cuda_home})
+            if (not home.empty() and is_regular_file(path_join(home, "bin/cuobjdump")))
+                tool = path_join(home, "bin/cuobjdump");
+        const auto [code, sass] = run_command(shell_quote(tool) + " -sass " + shell_quote(cubin_path));
+        std::fprintf(stderr, "%s\n", code == 0 ? sass.c_str() : cat("deep_gemm: DG_JIT_DUMP_SASS: ", tool,
+                     " failed: ", sass).c_str());
     }
     return {std::move(output.cubin), std::move(output.log), dir, false};
 }
