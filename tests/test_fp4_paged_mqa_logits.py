@@ -123,6 +123,8 @@ def check(c, out, logits_dtype=torch.float32, clean=False, vs_original=True):
     expect_stride = ceil_div(ceil_div(c['max_context_len'], 256) * 256, 1024 // elem) * (1024 // elem)
     if out.shape[0] > 1:
         assert out.stride(0) == expect_stride
+    # The whole [rows, stride] buffer stays allocated behind the returned columns
+    assert out.storage_offset() == 0 and out.untyped_storage().nbytes() >= out.shape[0] * expect_stride * elem
     got = out.double()[mask]
     assert torch.isfinite(got).all(), 'non-finite logits in the valid region'
     if got.numel():
@@ -277,22 +279,21 @@ def test_fp4_mma_cross_check_mechanism(monkeypatch):
 
 @gpu
 @pytest.mark.parametrize('next_n,block_kv', [(1, 64), (3, 32), (2, 64)])
-def test_fp4_q_smem_variant_bitwise_equal(next_n, block_kv, monkeypatch):
-    # DG_PAGED_FP4_VARIANT=smem (portable form, H = 64, D = 128): q dequantized once into shared memory instead of
-    # per m-group from registers; the same bf16 values in the same MMAs, so the same bits
+def test_fp4_portable_q_smem(next_n, block_kv, monkeypatch, capfd):
+    # The portable form at H = 64, D = 128 (also on sm_120a/121a, forced) keeps q dequantized in shared memory:
+    # it must be the config that runs, match the reference and repeat bit for bit
     c = make_fp4_case(6, next_n, 64, 128, block_kv, 1100, seed=91 + next_n)
     meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], block_kv, deep_gemm.get_num_sms())
     mask = valid_mask(c)
-    outs = {}
-    for v in ('regs', 'smem'):
-        monkeypatch.setenv('DG_PAGED_FP4_VARIANT', v)
-        monkeypatch.setenv('DG_SM120_FP4_MMA', 'portable')
-        outs[v] = run(c, meta)
-        check(c, outs[v])
-    assert torch.equal(outs['smem'][mask].view(torch.int32), outs['regs'][mask].view(torch.int32))
-    monkeypatch.setenv('DG_PAGED_FP4_VARIANT', 'bogus')
-    with pytest.raises(ValueError, match='DG_PAGED_FP4_VARIANT'):
-        run(c, meta)
+    monkeypatch.setenv('DG_SM120_FP4_MMA', 'portable')
+    monkeypatch.setenv('DG_PRINT_CONFIGS', '1')
+    capfd.readouterr()
+    out = run(c, meta)
+    torch.cuda.synchronize()
+    printed = capfd.readouterr().err
+    assert f'block_kv={block_kv} ' in printed and 'mma=fp4_portable q=smem' in printed, printed
+    check(c, out)
+    assert torch.equal(run(c, meta)[mask].view(torch.int32), out[mask].view(torch.int32))
 
 
 @gpu
@@ -382,9 +383,11 @@ def test_fp4_enumerated_configs():
                 if c['family'] == 'paged_mqa_logits' and c['description'].startswith('FP4')]
         native = [c for c in cfgs if 'fp4_native' in c['description']]
         portable = [c for c in cfgs if 'fp4_portable' in c['description']]
-        assert len(portable) == 16 + 2, (target, len(portable))
-        q_smem = [c for c in portable if c['description'].endswith('q=smem')]
+        assert len(portable) == 16, (target, len(portable))
+        # q in shared memory exactly for the portable H = 64, D = 128 configs (one per block_kv)
+        q_smem = [c for c in cfgs if c['description'].endswith('q=smem')]
         assert len(q_smem) == 2 and all('H=64 D=128 ' in c['description'] for c in q_smem)
+        assert all(c in portable for c in q_smem)
         assert len(native) == (16 if target in ('sm_120a', 'sm_121a') else 0), (target, len(native))
         assert all(c['symbol'] == 'sm120_fp4_paged_mqa_logits' for c in cfgs)
         assert all(c['expected_sass'] == ['OMMA.SF.16864'] for c in native)

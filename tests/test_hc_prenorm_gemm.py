@@ -233,51 +233,25 @@ def test_m_zero():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# GPU: plan variants (DG_HC_VARIANT) and the persistent, self-resetting split counters
+# GPU: the plan's split counts and sum trees, and the persistent, self-resetting split counters
 # ---------------------------------------------------------------------------------------------------------------------
-class _env:
-    def __init__(self, name, value):
-        self.name, self.value = name, value
-
-    def __enter__(self):
-        import os
-        self.prev = os.environ.get(self.name)
-        os.environ[self.name] = self.value
-
-    def __exit__(self, *exc):
-        import os
-        if self.prev is None:
-            os.environ.pop(self.name, None)
-        else:
-            os.environ[self.name] = self.prev
-
-
 @pytest.mark.gpu
-@pytest.mark.parametrize('variant', ['0', '1', '2'])
 @pytest.mark.parametrize('m,n,k,num_splits', [(1, 24, 16384, None), (64, 24, 16384, None), (128, 17, 16384, None),
                                               (300, 32, 16384, None), (4096, 24, 16384, None), (64, 24, 16384, 16),
                                               (7, 8, 4096, 4)])
-def test_variants(variant, m, n, k, num_splits):
-    """Every plan variant (split count, one- or two-level sum tree, rotated K order) is correct and deterministic."""
+def test_split_plans(m, n, k, num_splits):
+    """The shapes whose plans differ (split count, one- or two-level sum tree, rotated K order with several M tiles)
+    are correct and deterministic."""
     a, b = inputs(m, n, k)
-    with _env('DG_HC_VARIANT', variant):
-        d, s = run(a, b, num_splits)
-        d2, s2 = run(a, b, num_splits)
-    deep_gemm.testing.assert_bitwise_equal(d, d2, f'variant {variant}: d, second call')
-    deep_gemm.testing.assert_bitwise_equal(s, s2, f'variant {variant}: sqr_sum, second call')
+    d, s = run(a, b, num_splits)
+    d2, s2 = run(a, b, num_splits)
+    deep_gemm.testing.assert_bitwise_equal(d, d2, 'd, second call')
+    deep_gemm.testing.assert_bitwise_equal(s, s2, 'sqr_sum, second call')
     if num_splits is not None:
         d, s = d.sum(0), s.sum(0)
     ref_d, ref_s = exact_reference(a, b, default_rounding())
-    assert calc_diff(d, ref_d) < EXACT_TOL, f'variant {variant}: d diff {calc_diff(d, ref_d):.3e}'
-    assert calc_diff(s, ref_s) < 1e-10, f'variant {variant}: sqr_sum diff {calc_diff(s, ref_s):.3e}'
-
-
-@pytest.mark.gpu
-def test_bad_variant():
-    kw = _good('cuda')
-    with _env('DG_HC_VARIANT', '7'):
-        with pytest.raises(ValueError, match=r'DG_HC_VARIANT must be 0, 1 or 2; got 7'):
-            deep_gemm.tf32_hc_prenorm_gemm(**kw)
+    assert calc_diff(d, ref_d) < EXACT_TOL, f'd diff {calc_diff(d, ref_d):.3e}'
+    assert calc_diff(s, ref_s) < 1e-10, f'sqr_sum diff {calc_diff(s, ref_s):.3e}'
 
 
 @pytest.mark.gpu

@@ -31,48 +31,30 @@ def run(ceilings) -> list:
     k, n = 16384, 24
     torch.manual_seed(0)
     b = torch.randn(n, k, device='cuda') * 0.02
-    import os
-    cases = [(m, ns, None) for m, ns in ((1, None), (64, None), (4096, None), (16384, None), (64, 16), (4096, 16))]
-    # The other plan variants (DG_HC_VARIANT, see csrc/jit_kernels/heuristics/sm120_hc_prenorm_gemm.hpp): 0 = the
-    # first heuristic (one-level sum, no K rotation), 2 = the default without the K rotation
-    cases += [(m, ns, v) for v in ('0', '2') for m, ns in ((1, None), (64, None), (4096, None), (16384, None))]
-    prev_variant = os.environ.get('DG_HC_VARIANT')
-    try:
-        for m, num_splits, variant in cases:
-            if variant is None:
-                os.environ.pop('DG_HC_VARIANT', None)
-            else:
-                os.environ['DG_HC_VARIANT'] = variant
-            a = torch.randn(m, k, device='cuda').to(torch.bfloat16)
-            shape_d = (m, n) if num_splits is None else (num_splits, m, n)
-            shape_s = (m,) if num_splits is None else (num_splits, m)
-            d = torch.full(shape_d, float('nan'), device='cuda')
-            s = torch.full(shape_s, float('nan'), device='cuda')
+    for m, num_splits in ((1, None), (64, None), (4096, None), (16384, None), (64, 16), (4096, 16)):
+        a = torch.randn(m, k, device='cuda').to(torch.bfloat16)
+        shape_d = (m, n) if num_splits is None else (num_splits, m, n)
+        shape_s = (m,) if num_splits is None else (num_splits, m)
+        d = torch.full(shape_d, float('nan'), device='cuda')
+        s = torch.full(shape_s, float('nan'), device='cuda')
 
-            def fn():
-                deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)
+        def fn():
+            deep_gemm.tf32_hc_prenorm_gemm(a, b, d, s, num_splits)
 
-            fn()
-            ref_d, ref_s = _reference(a, b)
-            out_d, out_s = (d, s) if num_splits is None else (d.sum(0), s.sum(0))
-            diff_d, diff_s = calc_diff(out_d, ref_d), calc_diff(out_s, ref_s)
-            ok = diff_d < 1e-8 and diff_s < 1e-8
-            check = f'{"ok" if ok else "FAIL"} diff d {diff_d:.1e} sq {diff_s:.1e}'
-            seconds = gpu_time(fn, 'hc_prenorm_gemm')
-            name = f'hc_prenorm_gemm M={m} N={n} K={k}' + (f' splits={num_splits}' if num_splits else '')
-            if variant is not None:
-                name += f' DG_HC_VARIANT={variant}'
-            notes = []
-            if m <= 64:
-                notes.append(f'launch-bound: {seconds * 1e6:.1f} us')
-            rows.append(Row(name=name, seconds=seconds,
-                            bytes_read=a.numel() * a.element_size() + b.numel() * b.element_size(),
-                            bytes_written=(d.numel() + s.numel()) * 4,
-                            flops=2.0 * m * n * k, mma='tf32_mma', check=check, notes=notes))
-            del a, d, s, ref_d, ref_s, out_d, out_s
-    finally:
-        if prev_variant is None:
-            os.environ.pop('DG_HC_VARIANT', None)
-        else:
-            os.environ['DG_HC_VARIANT'] = prev_variant
+        fn()
+        ref_d, ref_s = _reference(a, b)
+        out_d, out_s = (d, s) if num_splits is None else (d.sum(0), s.sum(0))
+        diff_d, diff_s = calc_diff(out_d, ref_d), calc_diff(out_s, ref_s)
+        ok = diff_d < 1e-8 and diff_s < 1e-8
+        check = f'{"ok" if ok else "FAIL"} diff d {diff_d:.1e} sq {diff_s:.1e}'
+        seconds = gpu_time(fn, 'hc_prenorm_gemm')
+        name = f'hc_prenorm_gemm M={m} N={n} K={k}' + (f' splits={num_splits}' if num_splits else '')
+        notes = []
+        if m <= 64:
+            notes.append(f'launch-bound: {seconds * 1e6:.1f} us')
+        rows.append(Row(name=name, seconds=seconds,
+                        bytes_read=a.numel() * a.element_size() + b.numel() * b.element_size(),
+                        bytes_written=(d.numel() + s.numel()) * 4,
+                        flops=2.0 * m * n * k, mma='tf32_mma', check=check, notes=notes))
+        del a, d, s, ref_d, ref_s, out_d, out_s
     return rows

@@ -1,9 +1,5 @@
 """Paged (decode) FP8 / FP4 MQA logits on DeepSeek-V4 shapes (H = 64, D = 128, block_kv = 64), the schedule metadata
-kernel, and the warm host overhead of both calls.
-
-FP8 rows come once per warp layout (`DG_PAGED_MQA_VARIANT` = w4m2 (default) | w8m1 (the previous layout) | w8m2),
-so one run compares them side by side."""
-import os
+kernel, and the warm host overhead of the calls (one row of its own)."""
 import time
 
 import torch
@@ -98,26 +94,14 @@ def _fp4_rows(num_sms):
         return deep_gemm.fp8_fp4_paged_mqa_logits((q, q_sf), kv, w, ctx, bt, meta, ctx_len, False)
 
     tokens, valid = B * ctx_len, int(ctx.sum().item())
-    saved = os.environ.get('DG_PAGED_FP4_VARIANT')
-    try:
-        # DG_PAGED_FP4_VARIANT (portable form only): q dequantized once per row into shared memory with ldmatrix
-        # B loads (smem, default) or per m-group from registers (regs)
-        for variant in ('smem', 'regs'):
-            os.environ['DG_PAGED_FP4_VARIANT'] = variant
-            check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
-            t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
-            rows.append(Row(name=f'fp4_paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n} [{variant}]',
-                            seconds=t, bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 +
-                            w.numel() * 4 + bt.numel() * 4, bytes_written=valid * 4, flops=2 * H * D * valid,
-                            mma='fp8_mma', check=check,
-                            notes=['flops measured against the FP8 mma.sync ceiling for now: the portable FP4 form '
-                                   '(every GPU but sm_120a/121a) runs dequantized bf16 mma.sync m16n8k16',
-                                   f'DG_PAGED_FP4_VARIANT={variant}' + (' (default)' if variant == 'smem' else '')]))
-    finally:
-        if saved is None:
-            os.environ.pop('DG_PAGED_FP4_VARIANT', None)
-        else:
-            os.environ['DG_PAGED_FP4_VARIANT'] = saved
+    check = _fp4_check(call(), q, q_sf, kv, w, ctx, bt)
+    t = gpu_time(call, 'sm120_fp4_paged_mqa_logits')
+    rows.append(Row(name=f'fp4_paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
+                    bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 + w.numel() * 4 + bt.numel() * 4,
+                    bytes_written=valid * 4, flops=2 * H * D * valid, mma='fp4_mma', check=check,
+                    notes=['the portable FP4 form (every GPU but sm_120a/121a) runs dequantized bf16 mma.sync '
+                           'm16n8k16, measured against the FP8 mma.sync ceiling; the SM120 columns use the cards\' '
+                           'FP4 peak']))
     del q, q_sf, kv, w, ctx, bt
     torch.cuda.empty_cache()
     return rows
@@ -145,8 +129,10 @@ def run(ceilings) -> list:
     host_meta = _host_overhead_us(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms))
     host_logits = _host_overhead_us(lambda: deep_gemm.fp8_paged_mqa_logits(q, kv, w, ctx, bt, meta, 256, False))
     host_fp4 = _host_overhead_us(lambda: deep_gemm.fp8_fp4_paged_mqa_logits((q, None), kv, w, ctx, bt, meta, 256))
-    host_note = (f'host overhead: metadata {host_meta:.1f} us, logits {host_logits:.1f} us, '
-                 f'fp8_fp4 API {host_fp4:.1f} us per call')
+    rows.append(Row(name='host overhead (tiny inputs)', seconds=host_logits * 1e-6, check='CPU time',
+                    notes=[f'warm CPU time per call, no sync: fp8_paged_mqa_logits {host_logits:.1f} us (the time '
+                           f'column), get_paged_mqa_logits_metadata {host_meta:.1f} us, fp8_fp4_paged_mqa_logits '
+                           f'{host_fp4:.1f} us']))
 
     for B, ctx_len, next_n in ((64, 65536, 1), (64, 8192, 1), (4096, 2048, 1), (64, 32768, 2)):
         q, kv, w, ctx, bt = _inputs(B, ctx_len, next_n)
@@ -157,22 +143,11 @@ def run(ceilings) -> list:
 
         tokens = B * ctx_len
         valid = int(ctx.sum().item())
-        saved = os.environ.get('DG_PAGED_MQA_VARIANT')
-        try:
-            for variant in ('w4m2', 'w8m1', 'w8m2'):
-                os.environ['DG_PAGED_MQA_VARIANT'] = variant
-                check = _check(call(), q, kv, w, ctx, bt)
-                t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
-                rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n} [{variant}]',
-                                seconds=t, bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
-                                bytes_written=valid * 4, flops=2 * H * D * valid, check=check,
-                                notes=[host_note, f'DG_PAGED_MQA_VARIANT={variant}' +
-                                       (' (default)' if variant == 'w4m2' else '')]))
-        finally:
-            if saved is None:
-                os.environ.pop('DG_PAGED_MQA_VARIANT', None)
-            else:
-                os.environ['DG_PAGED_MQA_VARIANT'] = saved
+        check = _check(call(), q, kv, w, ctx, bt)
+        t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+        rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
+                        bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
+                        bytes_written=valid * 4, flops=2 * H * D * valid, check=check))
         del q, kv, w, ctx, bt
         torch.cuda.empty_cache()
 
@@ -190,6 +165,5 @@ def run(ceilings) -> list:
     ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
     t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
     rows.append(Row(name='paged_mqa_logits_metadata B=4096', seconds=t, bytes_read=ctx.numel() * 4 * 2,
-                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch',
-                    notes=[host_note]))
+                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch'))
     return rows

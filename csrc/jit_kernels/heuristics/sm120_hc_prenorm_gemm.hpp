@@ -4,8 +4,8 @@
 // by every M tile. One tiling serves every shape: 128-row tiles keep `b`'s L2 traffic at 4N / 256 of `a`'s
 // (0.375x for N = 24), 64-wide K slices in a 4-stage cp.async pipeline keep 48 KB of `a` in flight per SM, and the
 // whole pipeline (<= 96 KB) fits sm_120's 101376 B with one CTA per SM. The per-call choices (runtime arguments,
-// no extra kernels): how many internal K splits fill the GPU when M is small, whether their sum is one- or two-level,
-// and whether each M tile's K order is rotated (see get_hc_prenorm_plan).
+// no extra kernels): how many internal K splits fill the GPU when M is small, and whether their sum is one- or
+// two-level (see get_hc_prenorm_plan). Every M tile's K order is rotated by the kernel itself.
 
 #include <algorithm>
 #include <cmath>
@@ -42,22 +42,18 @@ struct HcPrenormPlan {
     int num_m_tiles = 0;
     int num_int_splits = 1;     // CTAs per (M tile, caller's split), summed in a fixed order in-kernel
     int group_size = 1;         // splits per level-1 group of the in-kernel sum (== num_int_splits: one level)
-    bool rotate = false;        // rotate each M tile's K order (spreads the CTAs' `b` reads over K)
     int smem_bytes = 0;
 
     int num_groups() const { return (num_int_splits + group_size - 1) / group_size; }
 };
 
-// Plan variants, chosen by DG_HC_VARIANT (runtime only: every variant uses the same enumerated kernels):
-//   1 (default): split count from a latency/bandwidth cost model, two-level sum tree where it pays, rotated K order
-//   2: as 1 without the K rotation
-//   0: the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no rotation)
-// NOTES: the bench (deep_gemm/bench/hc.py) times all three so they can be compared in one run.
-constexpr int kHcDefaultVariant = 1;
-
+// The split count comes from a latency/bandwidth cost model, with a two-level sum tree where it pays.
+// NOTES: the alternatives it replaced measured slower or tied on the H100 (SM120 mode, N=24 K=16384, this plan /
+// the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no K rotation) /
+// this plan without the K rotation, docs/runs/2026-11-25_h100_run3_bench.log): M=1 8.9 / 9.4 / 8.9 us,
+// M=64 14.9 / 19.5 / 14.9 us, M=4096 68.8 / 69.8 / 69.2 us, M=16384 247.2 / 248.5 / 247.5 us.
 // `num_user_splits`: the caller's `num_splits` (1 when None). K / num_user_splits is a multiple of kBlockK.
-inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits,
-                                         int variant = kHcDefaultVariant) {
+inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits) {
     using T = HcPrenormTiling;
     HcPrenormPlan plan;
     plan.num_n_tiles = T::num_n_tiles(n);
@@ -70,17 +66,6 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
     const int by_sms = std::max(1, arch.num_sms / std::max(1, ctas));
     const int rows = std::min(m, T::kBlockM);
     const double partial_bytes = rows * (plan.num_n_tiles * 8 + 1) * 4.0;
-
-    if (variant == 0) {
-        // One CTA per SM. Split K while the grid is smaller than the GPU, but not beyond where the last CTA's
-        // combine costs more than it saves: time ~ main / s + combine * s is smallest at s = sqrt(main / combine).
-        const double main_bytes = (rows * 2.0 + n * 4.0) * (static_cast<double>(k) / num_user_splits);
-        const int by_cost = std::max(1, static_cast<int>(std::sqrt(main_bytes / partial_bytes)));
-        plan.num_int_splits = std::max(1, std::min({by_sms, by_cost, kb_per_user}));
-        plan.group_size = plan.num_int_splits;
-        return plan;
-    }
-    plan.rotate = variant != 2;
 
     // Cost model (microseconds) of one split count s, one CTA per SM:
     //   main: first-byte latency + this CTA's bytes at its share of DRAM bandwidth, capped by what its pipeline

@@ -58,23 +58,20 @@ struct PagedMQALogitsConfig {
     int num_heads = 64, head_dim = 128, block_kv = 64, num_stages = 2;
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
-    PagedWarpLayout layout = PagedMQALogitsHeuristics::default_layout();
     bool q_smem = false;        // portable FP4: q dequantized once per row into shared memory
 
-    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     PagedWarpLayout layout, bool q_smem = false) {
+    // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
+    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast) {
         const int row_bytes = fp4 ? d / 2 : d;
-        const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d, layout.consumer_warps) : 0;
-        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, layout,
-                q_smem};
+        const bool q_smem = fp4 and PagedMQALogitsHeuristics::fp4_q_smem(h, d, fast);
+        const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d) : 0;
+        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, q_smem};
     }
 
-    int q_bytes() const {
-        return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim, layout.consumer_warps) : 0;
-    }
+    int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
 
     int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
-    int num_threads() const { return layout.num_threads(); }
+    int num_threads() const { return PagedMQALogitsHeuristics::kNumThreads; }
     std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
     int smem_bytes() const {
         return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages, q_bytes());
@@ -85,8 +82,7 @@ struct PagedMQALogitsConfig {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(layout.m_per_warp) << 34 | static_cast<uint64_t>(layout.consumer_warps) << 38 |
-               static_cast<uint64_t>(q_smem) << 44;
+               static_cast<uint64_t>(q_smem) << 34;
     }
 
     std::string generate() const {
@@ -100,7 +96,7 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   layout.m_per_warp, ", ", layout.consumer_warps, ", ", q_smem ? "true" : "false", ">(\n",
+                   q_smem ? "true" : "false", ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -110,7 +106,7 @@ struct PagedMQALogitsConfig {
     std::string describe() const {
         const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
-                   num_stages, " mma=", form, " layout=", layout.name(), q_smem ? " q=smem" : "");
+                   num_stages, " mma=", form, q_smem ? " q=smem" : "");
     }
 
     std::vector<std::string> expected_sass(const ArchSpec& arch) const {
@@ -125,9 +121,8 @@ struct PagedMQALogitsConfig {
     }
 
     // Every config the heuristics can pick: FP8 with both MMA forms where the block-scaled one exists (the plain
-    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form and, where it
-    // exists, the native one; the default warp layout everywhere, plus the A/B layouts of `DG_PAGED_MQA_VARIANT`
-    // for FP8 H = 64, D = 128
+    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form (q in shared
+    // memory for H = 64, D = 128) and, where it exists, the native one
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
         specs.push_back({"paged_mqa_logits_metadata", PagedMetadataConfig::symbol(), PagedMetadataConfig::generate(),
@@ -142,21 +137,13 @@ struct PagedMQALogitsConfig {
         for (const int h: {8, 16, 32, 64})
             for (const int d: {32, 64, 128})
                 for (const int bkv: {32, 64})
-                    for (const bool fast: forms) {
-                        add(make(arch, h, d, bkv, false, fast, PagedMQALogitsHeuristics::default_layout()));
-                        if (PagedMQALogitsHeuristics::variant_applies(h, d))
-                            for (const auto& l: PagedMQALogitsHeuristics::ab_layouts())
-                                add(make(arch, h, d, bkv, false, fast, l));
-                    }
+                    for (const bool fast: forms)
+                        add(make(arch, h, d, bkv, false, fast));
         for (const int h: {8, 16, 32, 64})
             for (const int d: {64, 128})
                 for (const int bkv: {32, 64})
-                    for (const bool fast: forms) {
-                        add(make(arch, h, d, bkv, true, fast, PagedMQALogitsHeuristics::fp4_layout(h, d, fast)));
-                        if (not fast and PagedMQALogitsHeuristics::variant_applies(h, d))
-                            add(make(arch, h, d, bkv, true, false, PagedMQALogitsHeuristics::fp4_layout(h, d, false),
-                                     true));
-                    }
+                    for (const bool fast: forms)
+                        add(make(arch, h, d, bkv, true, fast));
         return specs;
     }
 };
@@ -180,8 +167,9 @@ inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const std::func
     return cache.emplace(full_key, std::move(rt)).first->second.get();
 }
 
-// The arch spec per device (it depends only on the device and DG_SM120_MODE)
-inline ArchSpec arch_spec(int device) {
+// The arch spec per device (it depends only on the device and DG_SM120_MODE); the reference stays valid (the
+// map's nodes never move)
+inline const ArchSpec& arch_spec(int device) {
     static std::mutex mutex;
     static std::unordered_map<int, ArchSpec> cache;
     const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
@@ -259,11 +247,12 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
 // permuted block table, 2-D lengths and next_n = 2; both outputs start as zeros, so whole tensors compare.
 inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candidate, int device, cudaStream_t stream,
                                                bool inject_fault) {
-    const ArchSpec arch = paged_detail::arch_spec(device);
+    const ArchSpec& arch = paged_detail::arch_spec(device);
+    // The twin is the config the call falls back to: for FP4 the portable form re-planned (its q placement and
+    // stages differ); for FP8 the same config with the plain MMA
     PagedMQALogitsConfig twin = candidate;
     if (twin.fp4 and twin.fast_mma)
-        twin = PagedMQALogitsConfig::make(arch, twin.num_heads, twin.head_dim, twin.block_kv, true, false,
-                                          PagedMQALogitsHeuristics::fp4_layout(twin.num_heads, twin.head_dim, false));
+        twin = PagedMQALogitsConfig::make(arch, twin.num_heads, twin.head_dim, twin.block_kv, true, false);
     twin.fast_mma = false;
     const int H = candidate.num_heads, D = candidate.head_dim, bkv = candidate.block_kv, rb = candidate.row_bytes();
     constexpr int B = 2, n = 2, P = 6;
@@ -551,30 +540,28 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     check_context_lens_values(fn, context_lens, block_table.size(1), static_cast<int>(block_kv),
                               static_cast<int>(max_context_len), static_cast<int>(next_n));
 
-    // The output: a view into a buffer with an aligned row stride
+    // The output: [B * next_n, max_context_len] with an aligned row stride, over a whole [B * next_n, stride]
+    // allocation. NOTES: the fresh tensor's sizes are set in place (no view op on the warm path); the kernels
+    // write only columns < max_context_len
     const int64_t elem = logits_dtype == torch::kFloat ? 4 : 2;
     const int64_t stride = paged_logits_row_stride(max_context_len, elem);
-    const auto buffer = new_output_buffer({B * next_n, stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
-    auto logits = buffer.narrow(1, 0, max_context_len);
+    auto logits = new_output_buffer({B * next_n, stride}, torch::TensorOptions().dtype(logits_dtype).device(device));
+    const std::array<int64_t, 2> sizes = {B * next_n, max_context_len}, strides = {stride, 1};
+    logits.unsafeGetTensorImpl()->set_sizes_and_strides(at::IntArrayRef(sizes), at::IntArrayRef(strides));
     if (B == 0 or max_context_len == 0)
         return logits;
 
     const int dev_index = device.index();
-    const auto arch = paged_detail::arch_spec(dev_index);
+    const ArchSpec& arch = paged_detail::arch_spec(dev_index);
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
-    // FP4: native where the target has it (cross-checked once), else the portable form with its q variant
-    const auto fp4_config = [&](bool native) {
-        return PagedMQALogitsConfig::make(arch, h, d, bkv, true, native,
-                                          PagedMQALogitsHeuristics::fp4_layout(h, d, native),
-                                          PagedMQALogitsHeuristics::fp4_q_smem(h, d, native));
-    };
-    auto config = fp4 ? fp4_config(PagedMQALogitsHeuristics::want_native_fp4(arch))
-                      : PagedMQALogitsConfig::make(arch, h, d, bkv, false, choose_block_scaled_fp8_mma(arch),
-                                                   PagedMQALogitsHeuristics::layout(h, d));
+    // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
+    // fail, the portable form (re-planned for FP4, whose q placement and stages depend on the form)
+    const bool want_fast = fp4 ? PagedMQALogitsHeuristics::want_native_fp4(arch) : choose_block_scaled_fp8_mma(arch);
+    auto config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, want_fast);
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
     const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
     if (fp4 and fast != config.fast_mma)
-        config = fp4_config(fast);
+        config = PagedMQALogitsConfig::make(arch, h, d, bkv, true, fast);
     config.fast_mma = fast;
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
@@ -591,11 +578,11 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
                             weights.stride(0), context_lens.data_ptr<int>(), context_lens.stride(0),
                             context_lens.dim() == 2 ? context_lens.stride(1) : 0, block_table.data_ptr<int>(),
                             block_table.stride(0), static_cast<int>(std::min<int64_t>(block_table.size(1), INT32_MAX)),
-                            schedule_meta.data_ptr<int>(), num_sms, buffer.data_ptr(), stride, static_cast<int>(B),
+                            schedule_meta.data_ptr<int>(), num_sms, logits.data_ptr(), stride, static_cast<int>(B),
                             static_cast<int>(next_n), static_cast<int>(max_context_len), flags};
     launch_paged_logits(config, a, dev_index, stream);
     if (clean_logits)
-        launch_clean_logits(buffer, static_cast<int>(B * next_n), static_cast<int>(max_context_len),
+        launch_clean_logits(logits, static_cast<int>(B * next_n), static_cast<int>(max_context_len),
                             context_lens.dim() == 2 ? CleanMode::kPaged2D : CleanMode::kPaged1D, nullptr,
                             context_lens.data_ptr<int>(), context_lens.stride(0),
                             context_lens.dim() == 2 ? context_lens.stride(1) : 0, static_cast<int>(next_n));

@@ -33,11 +33,11 @@ struct HcPrenormGemmConfig {
                    "extern \"C\" __global__ void __launch_bounds__(", T::kNumThreads, ", 1) ", symbol(), "(\n",
                    "        const deep_gemm::bf16_t* a, long long lda, const float* b, long long ldb, float* d,\n",
                    "        float* sqr_sum, float* workspace, unsigned* counters, int M, int N, int K,\n",
-                   "        int num_user_splits, int num_int_splits, int group_size, int rotate) {\n",
+                   "        int num_user_splits, int num_int_splits, int group_size) {\n",
                    "    deep_gemm::sm120_tf32_hc_prenorm_gemm_impl<", num_n_tiles, ", ", round_rna ? "true" : "false",
                    ", ", T::kBlockM, ", ", T::kBlockK, ", ", T::kNumStages, ", ", T::kNumThreads, ">(\n",
                    "        a, lda, b, ldb, d, sqr_sum, workspace, counters, M, N, K, num_user_splits, num_int_splits,\n",
-                   "        group_size, rotate);\n",
+                   "        group_size);\n",
                    "}\n");
     }
 
@@ -83,13 +83,6 @@ private:
     std::map<std::pair<int, uintptr_t>, uint32_t*> buffers;
 };
 
-// The plan variant: DG_HC_VARIANT (see get_hc_prenorm_plan), read on every call so a benchmark can switch it
-inline int hc_prenorm_variant() {
-    const int v = get_env_int("DG_HC_VARIANT", kHcDefaultVariant);
-    DG_CHECK(v >= 0 and v <= 2, "tf32_hc_prenorm_gemm: DG_HC_VARIANT must be 0, 1 or 2; got ", v);
-    return v;
-}
-
 // Arguments are validated by the caller (csrc/apis/hyperconnection.hpp). `d`: [num_user_splits, M, N] (or [M, N])
 // contiguous; `sqr_sum`: [num_user_splits, M] (or [M]) contiguous; `a`/`b` rows 16-byte aligned.
 inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
@@ -98,11 +91,10 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
     const int m = static_cast<int>(a.size(0)), k = static_cast<int>(a.size(1)), n = static_cast<int>(b.size(0));
     if (m == 0)
         return;
-    const int variant = hc_prenorm_variant();
     const c10::cuda::CUDAGuard guard(a.device());
     const auto device = a.get_device();
     const auto arch = current_arch_spec();
-    const auto plan = get_hc_prenorm_plan(arch, m, n, k, num_user_splits, variant);
+    const auto plan = get_hc_prenorm_plan(arch, m, n, k, num_user_splits);
     const HcPrenormGemmConfig config{plan.num_n_tiles, round_rna};
     DG_HOST_ASSERT(config.smem_bytes() == plan.smem_bytes);
     DG_HOST_ASSERT(plan.num_int_splits >= 1 and plan.num_int_splits <= 65535);
@@ -148,13 +140,13 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
     launch.device = device;
     const long long lda = a.size(0) > 1 ? a.stride(0) : k, ldb = b.size(0) > 1 ? b.stride(0) : k;
     if (get_env_flag("DG_PRINT_CONFIGS"))
-        std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: variant=%d n_tiles=%d "
-                     "m_tiles=%d int_splits=%d group=%d rotate=%d smem=%d rounding=%s\n", m, n, k, num_user_splits,
-                     variant, plan.num_n_tiles, plan.num_m_tiles, plan.num_int_splits, plan.group_size,
-                     plan.rotate ? 1 : 0, plan.smem_bytes, round_rna ? "rna" : "truncate");
+        std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: n_tiles=%d m_tiles=%d "
+                     "int_splits=%d group=%d smem=%d rounding=%s\n", m, n, k, num_user_splits, plan.num_n_tiles,
+                     plan.num_m_tiles, plan.num_int_splits, plan.group_size, plan.smem_bytes,
+                     round_rna ? "rna" : "truncate");
     runtime->launch(launch, a.data_ptr(), lda, b.data_ptr(), ldb, d.data_ptr(), sqr_sum.data_ptr(),
                     static_cast<void*>(ws_ptr), static_cast<void*>(counters_ptr), m, n, k, num_user_splits,
-                    plan.num_int_splits, plan.group_size, plan.rotate ? 1 : 0);
+                    plan.num_int_splits, plan.group_size);
 }
 
 } // namespace deep_gemm

@@ -1,11 +1,7 @@
 #pragma once
 
-// Host side of the arch-agnostic clean-logits kernel (`deep_gemm/include/deep_gemm/impls/smxx_clean_logits.cuh`).
-//
-// `DG_CLEAN_LOGITS_VARIANT` picks the work split (for benchmarking; all write the same bytes):
-//   `seg` (default): warps own runs of (row, 8 KB column segment) items; long masked spans are shared by warps;
-//   `warp`: a warp per row (the `seg` kernel with one segment per row);
-//   `block`: a 256-thread block per row.
+// Host side of the arch-agnostic clean-logits kernel (`deep_gemm/include/deep_gemm/impls/smxx_clean_logits.cuh`):
+// warps own runs of (row, 8 KB column segment) items, so long masked spans are shared by several warps.
 
 #include <algorithm>
 #include <c10/cuda/CUDAGuard.h>
@@ -13,19 +9,15 @@
 
 #include "../../jit/cache.hpp"
 #include "../../jit/device_runtime.hpp"
-#include "../../utils/system.hpp"
 #include "../registry.hpp"
 
 namespace deep_gemm {
 
 enum class CleanMode : int { kRagged = 0, kPaged2D = 1, kPaged1D = 2 };
 
-enum class CleanVariant : int { kBlock = 0, kWarpSegments = 1 };
-
 struct CleanLogitsConfig {
     bool bf16 = false;
     CleanMode mode = CleanMode::kRagged;
-    CleanVariant variant = CleanVariant::kWarpSegments;
     static constexpr int kNumThreads = 256;
     static constexpr int kSegmentBytes = 8192;
 
@@ -39,7 +31,7 @@ struct CleanLogitsConfig {
                    "        const int* ends, long long ends_stride_b, long long ends_stride_t, int next_n,\n",
                    "        int seg_cols, int num_segs, int items_per_warp) {\n",
                    "    deep_gemm::smxx_clean_logits_impl<", t, ", deep_gemm::CleanMode(", static_cast<int>(mode), "), ",
-                   kNumThreads, ", ", static_cast<int>(variant), ">(\n",
+                   kNumThreads, ">(\n",
                    "        logits, row_stride, num_rows, num_cols, ks, ends, ends_stride_b, ends_stride_t, next_n,\n",
                    "        seg_cols, num_segs, items_per_warp);\n",
                    "}\n");
@@ -47,28 +39,17 @@ struct CleanLogitsConfig {
 
     static std::vector<KernelSpec> enumerate(const ArchSpec&) {
         std::vector<KernelSpec> specs;
-        for (const auto variant: {CleanVariant::kWarpSegments, CleanVariant::kBlock}) {
-            for (const bool bf16: {false, true}) {
-                for (const auto mode: {CleanMode::kRagged, CleanMode::kPaged2D, CleanMode::kPaged1D}) {
-                    const CleanLogitsConfig c{bf16, mode, variant};
-                    specs.push_back({"clean_logits", c.symbol(), c.generate(),
-                                     cat(bf16 ? "bf16" : "fp32", " mode=", static_cast<int>(mode), " variant=",
-                                         variant == CleanVariant::kBlock ? "block" : "warp"),
-                                     kNumThreads, 0, {"STG.E.128"}});
-                }
+        for (const bool bf16: {false, true}) {
+            for (const auto mode: {CleanMode::kRagged, CleanMode::kPaged2D, CleanMode::kPaged1D}) {
+                const CleanLogitsConfig c{bf16, mode};
+                specs.push_back({"clean_logits", c.symbol(), c.generate(),
+                                 cat(bf16 ? "bf16" : "fp32", " mode=", static_cast<int>(mode)), kNumThreads, 0,
+                                 {"STG.E.128"}});
             }
         }
         return specs;
     }
 };
-
-// `DG_CLEAN_LOGITS_VARIANT`: the variant, and whether rows are split into segments
-inline std::pair<CleanVariant, bool> clean_logits_variant() {
-    const auto v = get_env("DG_CLEAN_LOGITS_VARIANT", "seg");
-    DG_CHECK(v == "seg" or v == "warp" or v == "block",
-             "environment variable DG_CLEAN_LOGITS_VARIANT must be 'seg', 'warp' or 'block'; got '", v, "'");
-    return {v == "block" ? CleanVariant::kBlock : CleanVariant::kWarpSegments, v == "seg"};
-}
 
 // `logits`: [num_rows, >= num_cols] with a 16-byte-aligned row stride. For kRagged `ks`/`ends` are [num_rows];
 // for the paged modes `ends` is the context-length tensor (2-D [B, next_n] or 1-D [B]).
@@ -77,8 +58,7 @@ inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int n
                                 int next_n) {
     if (num_rows == 0 or num_cols == 0)
         return;
-    const auto [variant, segmented] = clean_logits_variant();
-    const CleanLogitsConfig config{logits.scalar_type() == torch::kBFloat16, mode, variant};
+    const CleanLogitsConfig config{logits.scalar_type() == torch::kBFloat16, mode};
     const auto device = logits.get_device();
     const c10::cuda::CUDAGuard guard(logits.device());
     const auto runtime = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
@@ -88,9 +68,8 @@ inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int n
                                               CleanLogitsConfig::kNumThreads);
     constexpr int kWarpsPerBlock = CleanLogitsConfig::kNumThreads / 32;
 
-    // Segments of `kSegmentBytes` (a multiple of 16 bytes, so only a span's ends are unaligned), or whole rows
-    const int seg_cols = segmented ? CleanLogitsConfig::kSegmentBytes / static_cast<int>(logits.element_size())
-                                   : num_cols;
+    // Segments of `kSegmentBytes` (a multiple of 16 bytes, so only a span's ends are unaligned)
+    const int seg_cols = CleanLogitsConfig::kSegmentBytes / static_cast<int>(logits.element_size());
     const int num_segs = (num_cols + seg_cols - 1) / seg_cols;
     // As many items per warp as needed for one wave of resident blocks to cover everything
     const int64_t total_items = static_cast<int64_t>(num_rows) * num_segs;
@@ -100,9 +79,7 @@ inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int n
     DG_HOST_ASSERT(items_per_warp < (1ll << 31));
 
     jit::LaunchConfig launch;
-    launch.grid_x = variant == CleanVariant::kBlock
-                        ? static_cast<unsigned>(std::min(num_rows, num_sms * blocks_per_sm))
-                        : static_cast<unsigned>((total_items + items_per_block - 1) / items_per_block);
+    launch.grid_x = static_cast<unsigned>((total_items + items_per_block - 1) / items_per_block);
     launch.block_x = CleanLogitsConfig::kNumThreads;
     launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
     launch.device = device;

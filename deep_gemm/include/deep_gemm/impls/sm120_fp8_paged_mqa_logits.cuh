@@ -19,13 +19,13 @@
 // FP4: m16n8k64 e2m1 through `mma::Fp4Mma` (native block-scaled or portable bf16), whose A/B byte layout is the
 // FP8 one, so loaders are shared. 32 bytes of a row = one k step either way.
 //
-// A consumer warp computes kMPerWarp m-tiles (16 keys each) of one page at a time; with 2 the two m-tiles'
-// MMA chains interleave (16 independent accumulators for H = 64) and each B fragment feeds two MMAs.
+// A consumer warp computes 2 m-tiles (16 keys each) of one page at a time: the two m-tiles' MMA chains interleave
+// (16 independent accumulators for H = 64) and each B fragment feeds two MMAs.
 // Epilogue: relu(acc) * w summed over the lane's heads, a reduce-scatter over the quad (shfl_xor 1, 2) that
 // leaves each lane whole sums of distinct keys, times the key's scale (FP8), stored for j < ctx.
 //
-// Consumer warp w (of C = 8 or 4) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by
-// next_n, at most C), P m-group parts, G = C / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
+// Consumer warp w (of C = 4) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by next_n),
+// P m-group parts, G = C / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
 // rows r, r + R, ... and reloads its q fragments per row (a slower path for next_n > 4).
 //
 // NOTES: results are bitwise deterministic (fixed summation trees, no atomics). Every stage holds a whole page,
@@ -100,15 +100,14 @@ struct PagedWalker {
 };
 
 // kFp4: FP4 q / keys (else FP8). kFastMma: the sm_120a/121a-only form (FP8: block-scaled with unit scales; FP4:
-// native m16n8k64). kMPerWarp: m-tiles (16 keys) a consumer warp computes together, 1 or 2. kNumConsumerWarps:
-// 8 or 4, plus one producer warp (NOTES: 9 warps put 3 on some SM sub-partition, capping registers at 168; 5 warps
-// allow 255, which 2 m-tiles per warp with H = 64 need on sm_90).
+// native m16n8k64). The block is 4 consumer warps plus one producer warp (160 threads; the host's
+// `PagedMQALogitsHeuristics::kNumThreads`). NOTES: 5 warps allow 255 registers, which 2 m-tiles per warp with
+// H = 64 need on sm_90 (9 warps would put 3 on some SM sub-partition, capping them at 168).
 //
 // kQSmem (portable FP4 only): each consumer warp dequantizes its row's q once into its own shared-memory region
 // (bf16, in the k order of `Fp4Mma<false>`, 16-byte chunks XOR-swizzled by head) and loads B fragments with
 // ldmatrix, instead of dequantizing raw q registers per m-group.
-template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, int kMPerWarp,
-          int kNumConsumerWarps, bool kQSmem = false>
+template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
@@ -118,15 +117,14 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     constexpr int kRowBytes = kFp4 ? kHeadDim / 2 : kHeadDim;
     using Layout = PagedStageLayout<kRowBytes, kBlockKV>;
     using Fp4 = mma::Fp4Mma<kFastMma>;
+    constexpr int kMPerWarp = 2, kNumConsumerWarps = 4;
     constexpr int kMTiles = kBlockKV / 16;
     constexpr int kMGroups = kMTiles / kMPerWarp;
     constexpr int kNTiles = kNumHeads / 8;
     constexpr int kKSteps = kRowBytes / 32;
     static_assert(kNumHeads % 8 == 0 and kRowBytes % 32 == 0 and kBlockKV % 16 == 0, "unsupported shape");
     static_assert(Layout::kChunksPerRow <= 8, "key rows up to 128 bytes");
-    static_assert(kMPerWarp == 1 or kMPerWarp == 2, "1 or 2 m-tiles per warp");
     static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
-    static_assert(kNumConsumerWarps == 4 or kNumConsumerWarps == 8, "4 or 8 consumer warps");
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
     static_assert(not kQSmem or (kFp4 and not kFastMma), "q in shared memory: the portable FP4 form only");
     // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
@@ -218,7 +216,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     }
 
     // -------------------------------------------------------------------------------------------- consumers
-    const int rows_in_flight = min_of(next_n == 1 ? 1 : (next_n == 2 ? 2 : 4), kNumConsumerWarps);
+    const int rows_in_flight = next_n == 1 ? 1 : (next_n == 2 ? 2 : 4);
     const int num_parts = min_of(kMGroups, kNumConsumerWarps / rows_in_flight);
     const int num_groups = kNumConsumerWarps / (rows_in_flight * num_parts);
     const int group = warp / (rows_in_flight * num_parts);
@@ -302,7 +300,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     // q's registers would quadruple (spills). XOR-ing q with the header's always-zero word, loaded
                     // from shared memory after this unit's barrier wait, makes q unit-variant for ptxas too; the
                     // m-group's m-tiles still share one dequantization. (FP8 on sm_90, emulated through F16, fits
-                    // 255 registers without it for w4m2, and spills with it.)
+                    // 255 registers without it, and spills with it.)
                     constexpr bool kOpaqueQ = kFp4 and not kFastMma and not kQSmem;
                     uint32_t qv[kNTiles][kKSteps][2];
                     const uint32_t opaque_zero = kOpaqueQ ? static_cast<uint32_t>(header.w) : 0u;
@@ -396,8 +394,8 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                                     v[m * 2 + r] = __fmaf_rn(max_of(acc[m][n][r * 2 + e], 0.0f), wf[n][e],
                                                              v[m * 2 + r]);
 
-                    // Reduce-scatter over the quad: round 1 (xor 1) keeps r = bit0; round 2 (xor 2) keeps
-                    // m = bit1 (2 m-tiles) or completes the sum (1 m-tile, stored by the lanes with bit1 = 0)
+                    // Reduce-scatter over the quad: round 1 (xor 1) keeps r = bit0; round 2 (xor 2) keeps m = bit1,
+                    // leaving each lane the whole sum of key key0 + bit1 * 16 + bit0 * 8 + g
                     float v1[kMPerWarp];
                     #pragma unroll
                     for (int m = 0; m < kMPerWarp; ++m) {
@@ -405,22 +403,12 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                         const float keep = bit0 ? v[m * 2 + 1] : v[m * 2];
                         v1[m] = keep + ptx::shfl_xor(send, 1);
                     }
-                    float sum;
-                    int key;
-                    bool store;
-                    if constexpr (kMPerWarp == 2) {
-                        const float send = bit1 ? v1[0] : v1[1];
-                        const float keep = bit1 ? v1[1] : v1[0];
-                        sum = keep + ptx::shfl_xor(send, 2);
-                        key = key0 + bit1 * 16 + bit0 * 8 + g;
-                        store = true;
-                    } else {
-                        sum = v1[0] + ptx::shfl_xor(v1[0], 2);
-                        key = key0 + bit0 * 8 + g;
-                        store = bit1 == 0;
-                    }
+                    const float send = bit1 ? v1[0] : v1[1];
+                    const float keep = bit1 ? v1[1] : v1[0];
+                    const float sum = keep + ptx::shfl_xor(send, 2);
+                    const int key = key0 + bit1 * 16 + bit0 * 8 + g;
                     const int j = page * kBlockKV + key;
-                    if (store and j < row_len) {
+                    if (j < row_len) {
                         float value;
                         if (header.z != 0)
                             value = __int_as_float(0x7fc00000);   // a block-table entry outside the pool

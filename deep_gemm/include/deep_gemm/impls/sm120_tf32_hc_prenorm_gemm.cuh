@@ -17,7 +17,7 @@
 // Determinism: every sum has a fixed order: per lane sequential over k, then a fixed shuffle tree over the 4
 // lanes of a quad, then K half 0 + K half 1, then (with internal splits) a fixed tree over the splits (see the
 // epilogue), done by whichever CTA arrives last at a counter (the counter only elects it; no float atomics). The
-// K order of a CTA (optionally rotated by M tile) and the tree shape depend only on the shape, never on timing.
+// K order of a CTA (rotated by M tile) and the tree shape depend only on the shape, never on timing.
 
 #include "../common/types.cuh"
 #include "../mma/mma.cuh"
@@ -70,7 +70,7 @@ template <int kNumNTiles, bool kRoundRNA, int kBlockM, int kBlockK, int kNumStag
 DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t lda, const float* b, const int64_t ldb,
                                                float* d, float* sqr_sum, float* workspace, uint32_t* counters,
                                                const int M, const int N, const int K, const int num_user_splits,
-                                               const int num_int_splits, const int group_size, const int rotate) {
+                                               const int num_int_splits, const int group_size) {
     using namespace hc_prenorm;
     constexpr int kBlockN = kNumNTiles * 8;
     constexpr int kWarpM = 32;
@@ -116,11 +116,10 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     const int kb_begin = user_split * kb_per_user + split * kb_per_user / num_int_splits;
     const int kb_end = user_split * kb_per_user + (split + 1) * kb_per_user / num_int_splits;
     const int num_kb = kb_end - kb_begin;
-    // Optional rotation of the K order by M tile: tiles of one split then read different slices of `b` (and different
-    // column offsets of `a`) at the same moment instead of all CTAs asking L2 for the same `b` lines. The order
-    // depends only on the shape and the tile, so the sums stay deterministic.
-    const int rot = (rotate != 0 and num_kb > 0)
-                        ? static_cast<int>(static_cast<int64_t>(tile) * num_kb / num_m_tiles % num_kb) : 0;
+    // The K order is rotated by M tile: tiles of one split then read different slices of `b` (and different column
+    // offsets of `a`) at the same moment instead of all CTAs asking L2 for the same `b` lines. The order depends only
+    // on the shape and the tile, so the sums stay deterministic.
+    const int rot = num_kb > 0 ? static_cast<int>(static_cast<int64_t>(tile) * num_kb / num_m_tiles % num_kb) : 0;
     const auto kb_of = [&](const int i) {
         const int j = i + rot;
         return kb_begin + (j >= num_kb ? j - num_kb : j);

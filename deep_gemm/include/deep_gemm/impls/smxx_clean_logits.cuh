@@ -2,14 +2,11 @@
 
 // Writes -inf into every logit column outside a row's valid range, and nothing else (CONTRACT.md §2.4).
 //
-// Two variants (`kVariant`), selected on the host (DG_CLEAN_LOGITS_VARIANT):
-//   - 0, "block": one 256-thread block per row, blocks striding over rows (the first design).
-//   - 1, "warp":  warps own contiguous runs of work items; an item is a (row, column segment) pair, so a long
-//                 masked span is shared by several warps while short rows cost one item. Every warp loads the
-//                 valid ranges of all its rows at once (one load latency, before any store), then only stores.
-//                 `seg_cols = num_cols` gives one item per row (a warp per row).
-// Rows are visited in zig-zag order (virtual row 2p -> row p, 2p + 1 -> row R - 1 - p), so with causal masks
-// (masked length linear in the row) every run of two virtual rows carries the same work: blocks, and hence SMs,
+// Work split: warps own contiguous runs of work items; an item is a (row, column segment) pair, so a long masked
+// span is shared by several warps (a few very long rows, e.g. paged decode, still fill the GPU) while short rows cost
+// one item. Every warp loads the valid ranges of all its rows at once (one load latency, before any store), then
+// only stores. Rows are visited in zig-zag order (virtual row 2p -> row p, 2p + 1 -> row R - 1 - p), so with causal
+// masks (masked length linear in the row) every run of two virtual rows carries the same work: warps, and hence SMs,
 // get balanced work without a prefix sum. The interior of each masked span is written with 16-byte stores.
 
 #include "../common/math.cuh"
@@ -69,26 +66,13 @@ DG_DEVICE int zigzag_row(const int v, const int num_rows) {
     return (v & 1) ? num_rows - 1 - (v >> 1) : (v >> 1);
 }
 
-template <typename T, CleanMode kMode, int kNumThreads>
-DG_DEVICE void clean_logits_block_per_row(T* logits, const int64_t row_stride, const int num_rows,
-                                          const int num_cols, const int* ks, const int* ends,
-                                          const int64_t ends_stride_b, const int64_t ends_stride_t, const int next_n) {
-    for (int v = blockIdx.x; v < num_rows; v += gridDim.x) {
-        const int row = zigzag_row(v, num_rows);
-        int begin, end;
-        get_valid_range<kMode>(row, num_cols, ks, ends, ends_stride_b, ends_stride_t, next_n, begin, end);
-        T* row_ptr = logits + row * row_stride;
-        fill_neg_inf<T, kNumThreads>(row_ptr, 0, begin, static_cast<int>(threadIdx.x));
-        fill_neg_inf<T, kNumThreads>(row_ptr, end, num_cols, static_cast<int>(threadIdx.x));
-    }
-}
-
 // Items (virtual row v, segment s) in row-major order, `items_per_warp` consecutive items per warp
 template <typename T, CleanMode kMode, int kNumThreads>
-DG_DEVICE void clean_logits_warp_segments(T* logits, const int64_t row_stride, const int num_rows,
-                                          const int num_cols, const int* ks, const int* ends,
-                                          const int64_t ends_stride_b, const int64_t ends_stride_t, const int next_n,
-                                          const int seg_cols, const int num_segs, const int items_per_warp) {
+DG_DEVICE void smxx_clean_logits_impl(T* logits, const int64_t row_stride, const int num_rows, const int num_cols,
+                                      const int* ks, const int* ends, const int64_t ends_stride_b,
+                                      const int64_t ends_stride_t, const int next_n, const int seg_cols,
+                                      const int num_segs, const int items_per_warp) {
+    static_assert(kNumThreads % 32 == 0, "whole warps");
     const int lane = static_cast<int>(threadIdx.x) % 32;
     const int64_t warp = static_cast<int64_t>(blockIdx.x) * (kNumThreads / 32) + static_cast<int>(threadIdx.x) / 32;
     const int64_t total = static_cast<int64_t>(num_rows) * num_segs;
@@ -117,21 +101,6 @@ DG_DEVICE void clean_logits_warp_segments(T* logits, const int64_t row_stride, c
         }
         item = static_cast<int64_t>(v0 + num_v) * num_segs;
     }
-}
-
-template <typename T, CleanMode kMode, int kNumThreads, int kVariant>
-DG_DEVICE void smxx_clean_logits_impl(T* logits, const int64_t row_stride, const int num_rows, const int num_cols,
-                                      const int* ks, const int* ends, const int64_t ends_stride_b,
-                                      const int64_t ends_stride_t, const int next_n, const int seg_cols,
-                                      const int num_segs, const int items_per_warp) {
-    static_assert(kNumThreads % 32 == 0, "whole warps");
-    if constexpr (kVariant == 0)
-        clean_logits_block_per_row<T, kMode, kNumThreads>(logits, row_stride, num_rows, num_cols, ks, ends,
-                                                          ends_stride_b, ends_stride_t, next_n);
-    else
-        clean_logits_warp_segments<T, kMode, kNumThreads>(logits, row_stride, num_rows, num_cols, ks, ends,
-                                                          ends_stride_b, ends_stride_t, next_n, seg_cols, num_segs,
-                                                          items_per_warp);
 }
 
 } // namespace deep_gemm
