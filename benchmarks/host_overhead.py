@@ -1,22 +1,9 @@
 """Warm host overhead (CPU time from call to return, no sync in the loop) of the public calls on tiny inputs,
 repeated to show the spread. Usage: python3 benchmarks/host_overhead.py"""
-import time
-
 import torch
 
 import deep_gemm
-from deep_gemm.bench.paged import _inputs
-
-
-def per_call_us(fn, n=500):
-    fn()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    dt = time.perf_counter() - t
-    torch.cuda.synchronize()
-    return dt / n * 1e6
+from deep_gemm.bench.paged import _host_overhead_us, _inputs
 
 
 q, kv, w, ctx, bt = _inputs(2, 256, 1)
@@ -32,4 +19,4 @@ calls = {
     'torch.empty (reference)': lambda: torch.empty(2, 1024, device='cuda'),
 }
 for name, fn in calls.items():
-    print(f'{name:<32}', ' '.join(f'{per_call_us(fn):6.1f}' for _ in range(5)), 'us per call')
+    print(f'{name:<32}', ' '.join(f'{_host_overhead_us(fn, 500):6.1f}' for _ in range(5)), 'us per call')
