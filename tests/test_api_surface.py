@@ -147,3 +147,14 @@ def test_import_with_broken_extension():
     assert r.returncode == 0, r.stderr
     assert 'raised: deep_gemm.get_paged_mqa_logits_metadata: the C++ extension deep_gemm._C could not be loaded' in r.stdout
     assert 'simulated ABI mismatch' in r.stdout
+
+
+def test_every_python_package_is_installed():
+    """A non-editable install ships only what setup.py's find_packages sees (deep_gemm.bench once lacked
+    an __init__.py and was silently left out of the wheel)."""
+    from setuptools import find_packages
+    root = os.path.join(os.path.dirname(__file__), '..')
+    found = set(find_packages(where=root, include=['deep_gemm', 'deep_gemm.*']))
+    on_disk = {os.path.relpath(d, root).replace(os.sep, '.') for d, _, files in os.walk(os.path.join(root, 'deep_gemm'))
+               if any(f.endswith('.py') for f in files) and '__pycache__' not in d and 'include' not in d}
+    assert on_disk <= found, f'packages without __init__.py (left out of wheels): {sorted(on_disk - found)}'

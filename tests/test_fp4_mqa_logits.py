@@ -7,9 +7,7 @@ compare against a float64 reference on the dequantized FP4 inputs (calc_diff < 1
 poison the output memory, and check determinism, CUDA graphs, the MMA-form cross-check and bad inputs.
 CPU tests cover validation that needs no GPU and the compile-only enumeration.
 """
-import contextlib
 import os
-import warnings
 
 import pytest
 import torch
@@ -18,16 +16,16 @@ import deep_gemm
 from deep_gemm.testing import calc_diff, assert_bitwise_equal
 from deep_gemm.utils.fp4_cache import dequantize_fp4, quantize_fp4
 
+import mqa_logits_common as common
+from mqa_logits_common import (causal_ranges, check_layout, clamp_ranges, poisoned_outputs, random_ranges, reference,
+                               storage_rows, valid_mask)
+
 gpu = pytest.mark.gpu
 needs_ext = pytest.mark.skipif(deep_gemm._C is None, reason='deep_gemm._C is not built')
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Inputs and reference
-
-def _align(x, a):
-    return (x + a - 1) // a * a
-
+# Inputs, call and check (the shared ranges, reference and test bodies: tests/mqa_logits_common.py)
 
 def make_inputs(s, n, h, d, seed, w_dtype=torch.float32):
     g = torch.Generator(device='cuda').manual_seed(seed)
@@ -40,42 +38,6 @@ def make_inputs(s, n, h, d, seed, w_dtype=torch.float32):
     assert q_sf.shape == (s, h) and k_fp4.shape == (n, d // 2) and k_sf.shape == (n, )
     return dict(q=q, kv=kv, w=w, q_fp4=q_fp4.contiguous(), q_sf=q_sf.contiguous(), k_fp4=k_fp4.contiguous(),
                 k_sf=k_sf.contiguous())
-
-
-def clamp_ranges(ks, ke, n):
-    ks_c = ks.long().clamp(0, n)
-    ke_c = torch.maximum(ke.long().clamp(max=n), ks_c)
-    return ks_c, ke_c
-
-
-def valid_mask(ks, ke, n):
-    ks_c, ke_c = clamp_ranges(ks, ke, n)
-    j = torch.arange(n, device=ks.device)[None, :]
-    return (j >= ks_c[:, None]) & (j < ke_c[:, None])
-
-
-@contextlib.contextmanager
-def poisoned_outputs():
-    """The library fills each logits buffer it allocates with NaN before the kernel runs (DG_DEBUG_POISON_OUTPUTS)."""
-    old = os.environ.get('DG_DEBUG_POISON_OUTPUTS')
-    os.environ['DG_DEBUG_POISON_OUTPUTS'] = '1'
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ['DG_DEBUG_POISON_OUTPUTS']
-        else:
-            os.environ['DG_DEBUG_POISON_OUTPUTS'] = old
-
-
-def reference(q, k, w, chunk=64):
-    """float64 sum_h relu(q[i,h,:] . k[j,:]) * w[i,h], over all (i, j)."""
-    q, k, w = q.double(), k.double(), w.double()
-    out = torch.empty(q.shape[0], k.shape[0], dtype=torch.float64, device=q.device)
-    for i in range(0, q.shape[0], chunk):
-        score = torch.einsum('shd,nd->shn', q[i:i + chunk], k)
-        out[i:i + chunk] = (score.relu() * w[i:i + chunk, :, None]).sum(1)
-    return out
 
 
 def check_logits(out, inp, ks, ke, clean):
@@ -104,48 +66,12 @@ def check_logits(out, inp, ks, ke, clean):
     return mask
 
 
-def causal_ranges(s, n, prefix_start=0):
-    i = torch.arange(s, device='cuda', dtype=torch.int32)
-    ke = (n - s + i + 1).int()
-    ks = torch.full_like(ke, prefix_start)
-    return ks, ke
-
-
-def zigzag_ranges(s, n):
-    half = s // 2
-    c0, c1 = n // 7, n - (s - half)
-    pos = torch.cat([torch.arange(c0, c0 + half), torch.arange(c1, c1 + s - half)]).cuda().int()
-    return torch.zeros_like(pos), pos + 1
-
-
-def random_ranges(s, n, seed):
-    """Arbitrary ranges, including empty ones (ke <= ks) and ones needing clamping (ks < 0, ke > n)."""
-    g = torch.Generator(device='cuda').manual_seed(seed)
-    ks = torch.randint(-40, n + 10, (s, ), device='cuda', generator=g)
-    ke = ks + torch.randint(-30, n + 50, (s, ), device='cuda', generator=g)
-    ks[::7] = -5
-    ke[::5] = n + 100
-    ke[3::11] = ks[3::11]
-    ke[4::13] = ks[4::13] - 3
-    return ks.int(), ke.int()
-
-
 def call(inp, ks, ke, clean=True, max_seqlen_k=0, logits_dtype=torch.float32):
     return deep_gemm.fp8_fp4_mqa_logits((inp['q_fp4'], inp['q_sf']), (inp['k_fp4'], inp['k_sf']), inp['w'], ks, ke,
                                         clean_logits=clean, max_seqlen_k=max_seqlen_k, logits_dtype=logits_dtype)
 
 
-def check_layout(out, s, width, compressed, logits_dtype):
-    elem = out.element_size()
-    stride = _align(_align(width, 256), 1024 // elem) if compressed else _align(width + 256, 1024 // elem)
-    assert out.shape == (s, width) and out.dtype == logits_dtype
-    assert out.stride() == (stride, 1), (out.stride(), stride)
-
-
-def storage_rows(out, s):
-    """The whole [S, row_stride] buffer behind a logits view."""
-    stride = out.stride(0)
-    return torch.empty(0, dtype=out.dtype, device='cuda').set_(out.untyped_storage())[:s * stride].view(s, stride)
+FP4 = common.Family(make_inputs, call, check_logits, graph_keys=('q_fp4', 'q_sf', 'k_fp4', 'k_sf', 'w'))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -173,53 +99,30 @@ def test_fp4_sweep(h, d, dtypes):
 @gpu
 @pytest.mark.parametrize('prefix_start', [0, 100])
 def test_fp4_causal_with_prefix(prefix_start):
-    s, n, h, d = 300, 1000, 64, 128
-    inp = make_inputs(s, n, h, d, seed=1)
-    ks, ke = causal_ranges(s, n, prefix_start)
-    out = call(inp, ks, ke, clean=True)
-    check_logits(out, inp, ks, ke, clean=True)
+    common.causal_with_prefix(FP4, prefix_start)
 
 
 @gpu
 @pytest.mark.parametrize('h,d', [(64, 128), (32, 64), (8, 128), (16, 64)])
 def test_fp4_zigzag_context_parallel(h, d):
-    s, n = 250, 1200
-    inp = make_inputs(s, n, h, d, seed=2)
-    ks, ke = zigzag_ranges(s, n)
-    out = call(inp, ks, ke, clean=True, logits_dtype=torch.bfloat16 if h == 32 else torch.float32)
-    check_logits(out, inp, ks, ke, clean=True)
+    common.zigzag_context_parallel(FP4, h, d, logits_dtype=torch.bfloat16 if h == 32 else torch.float32)
 
 
 @gpu
 def test_fp4_all_rows_empty_and_tiny():
-    h, d = 64, 128
-    for s, n in ((1, 1), (3, 40), (70, 5)):
-        inp = make_inputs(s, n, h, d, seed=s * n)
-        ks = torch.full((s, ), n, dtype=torch.int32, device='cuda')
-        ke = torch.zeros(s, dtype=torch.int32, device='cuda')
-        out = call(inp, ks, ke, clean=True)
-        assert torch.isneginf(out).all()
-        ks, ke = random_ranges(s, n, seed=3)
-        out = call(inp, ks, ke, clean=True)
-        check_logits(out, inp, ks, ke, clean=True)
+    common.all_rows_empty_and_tiny(FP4)
 
 
 @gpu
 def test_fp4_few_queries_split_keys():
-    s, n, h, d = 5, 4000, 64, 128
-    inp = make_inputs(s, n, h, d, seed=4)
-    ks, ke = random_ranges(s, n, seed=5)
-    ks[0], ke[0] = 0, n
-    out = call(inp, ks, ke, clean=True)
-    check_logits(out, inp, ks, ke, clean=True)
+    common.few_queries_split_keys(FP4)
 
 
 @gpu
 @pytest.mark.parametrize('logits_dtype', [torch.float32, torch.bfloat16])
 def test_fp4_compressed_matches_uncompressed(logits_dtype):
     s, n, h, d = 160, 900, 32, 128
-    inp = make_inputs(s, n, h, d, seed=6)
-    ks, ke = random_ranges(s, n, seed=7)
+    inp, ks, ke = common.new_case(FP4, s, n, h, d, seed=6, ranges_seed=7)
     full = call(inp, ks, ke, clean=False, logits_dtype=logits_dtype)
     check_logits(full, inp, ks, ke, clean=False)
     ks_c, ke_c = clamp_ranges(ks, ke, n)
@@ -238,9 +141,8 @@ def test_fp4_compressed_matches_uncompressed(logits_dtype):
 @gpu
 @pytest.mark.parametrize('clean', [True, False])
 def test_fp4_poisoned_output(clean):
-    s, n, h, d = 200, 700, 16, 64
-    inp = make_inputs(s, n, h, d, seed=8)
-    ks, ke = random_ranges(s, n, seed=9)
+    s, n = 200, 700
+    inp, ks, ke = common.new_case(FP4, s, n, 16, 64, seed=8, ranges_seed=9)
     with poisoned_outputs():
         out = call(inp, ks, ke, clean=clean)
     check_logits(out, inp, ks, ke, clean=clean)
@@ -253,79 +155,22 @@ def test_fp4_poisoned_output(clean):
 @gpu
 @pytest.mark.parametrize('logits_dtype', [torch.float32, torch.bfloat16])
 def test_fp4_deterministic(logits_dtype):
-    s, n, h, d = 257, 1500, 64, 128
-    inp = make_inputs(s, n, h, d, seed=10)
-    ks, ke = causal_ranges(s, n)
-    first = call(inp, ks, ke, clean=True, logits_dtype=logits_dtype)
-    for it in range(20):
-        assert_bitwise_equal(call(inp, ks, ke, clean=True, logits_dtype=logits_dtype), first, f'call {it}')
+    common.deterministic(FP4, logits_dtype)
 
 
 @gpu
 @pytest.mark.parametrize('clean', [True, False])
 def test_fp4_cuda_graph(clean):
-    s, n, h, d = 190, 800, 64, 128
-    inp = make_inputs(s, n, h, d, seed=11)
-    ks, ke = random_ranges(s, n, seed=12)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        call(inp, ks, ke, clean=clean)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = call(inp, ks, ke, clean=clean)
-    new = make_inputs(s, n, h, d, seed=13)
-    for key in ('q_fp4', 'q_sf', 'k_fp4', 'k_sf', 'w'):
-        inp[key].copy_(new[key])
-    ks2, ke2 = random_ranges(s, n, seed=14)
-    ks.copy_(ks2)
-    ke.copy_(ke2)
-    out.fill_(float('nan'))
-    graph.replay()
-    torch.cuda.synchronize()
-    eager = call(inp, ks, ke, clean=clean)
-    mask = valid_mask(ks, ke, n)
-    if clean:
-        assert_bitwise_equal(out, eager, 'graph replay')
-    else:
-        assert_bitwise_equal(out[mask], eager[mask], 'graph replay')
-    inp.update({k: new[k] for k in ('q', 'kv')})
-    check_logits(out, inp, ks, ke, clean=clean)
+    common.cuda_graph(FP4, clean)
 
 
 @gpu
 def test_fp4_mma_form_cross_check(monkeypatch):
     """The one-time check of the candidate FP4 form against the portable twin (SM120.md §4), forced on any GPU."""
-    s, n = 70, 300
-    log0 = len(deep_gemm._C._mma_cross_check_log())
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force')
-    inp = make_inputs(s, n, 16, 64, seed=15)
-    ks, ke = random_ranges(s, n, seed=16)
-    out = call(inp, ks, ke, clean=True)
-    check_logits(out, inp, ks, ke, clean=True)
-    log = deep_gemm._C._mma_cross_check_log()[log0:]
-    assert len(log) == 1 and log[0][1] is True and 'fp4_mqa_logits' in log[0][0] and 'FP4 H=16 D=64' in log[0][0], log
-    call(inp, ks, ke, clean=True)                                   # once per config and process
-    assert len(deep_gemm._C._mma_cross_check_log()) == log0 + 1
-
-    # A disagreeing candidate: one warning, then the portable form (results still correct)
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force-fail')
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        out = call(inp, ks, ke, clean=True)
-        call(inp, ks, ke, clean=True)
-    assert len([w for w in caught if 'using the portable form' in str(w.message)]) == 1
-    check_logits(out, inp, ks, ke, clean=True)
-    log = deep_gemm._C._mma_cross_check_log()[log0 + 1:]
+    inp, ks, ke, log = common.mma_form_cross_check(FP4, monkeypatch, 'fp4_mqa_logits', 'FP4 H=16 D=64')
     assert len(log) == 1 and log[0][1] is False and 'fp4_mqa_logits' in log[0][0], log
-
     monkeypatch.delenv('DG_SM120_MMA_CHECK')
-    monkeypatch.setenv('DG_SM120_FP4_MMA', 'portable')
-    check_logits(call(inp, ks, ke, clean=True), inp, ks, ke, clean=True)
-    monkeypatch.setenv('DG_SM120_FP4_MMA', 'bogus')
-    with pytest.raises(ValueError, match='DG_SM120_FP4_MMA'):
-        call(inp, ks, ke)
+    common.mma_form_env(FP4, monkeypatch, inp, ks, ke, 'DG_SM120_FP4_MMA', 'portable')
 
 
 @gpu

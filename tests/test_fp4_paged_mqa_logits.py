@@ -13,14 +13,14 @@ import deep_gemm
 from deep_gemm.testing import calc_diff
 from deep_gemm.utils.fp4_cache import dequantize_fp4, quantize_fp4
 
+from paged_mqa_logits_common import (check_buffer, fill_block_table, make_lengths, mma_cross_check_mechanism,
+                                     paged_reference, run_fp8_fp4, valid_mask, varlen_lengths)
+
 gpu = pytest.mark.gpu
 
 
-def ceil_div(a, b):
-    return (a + b - 1) // b
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
+# (shared with the FP8 tests: tests/paged_mqa_logits_common.py)
 def make_fp4_pool(num_pages, block_kv, head_dim, pad_bytes=0, misalign=0, seed=0):
     """An FP4 paged cache built by hand (layout of deep_gemm.utils.fp4_cache, with optional page padding and a
     4-byte-misaligned base). Returns (kv_cache, original keys float [P, bkv, D], dequantized keys float [P, bkv, D])."""
@@ -46,28 +46,15 @@ def make_fp4_pool(num_pages, block_kv, head_dim, pad_bytes=0, misalign=0, seed=0
 def make_fp4_case(B, next_n, H, D, block_kv, max_len, *, zero_frac=0.2, one_d=False, pad_bytes=0, misalign=0,
                   bf16_weights=False, extra_cols=0, seed=0):
     g = torch.Generator(device='cuda').manual_seed(seed + 1)
-    lens = torch.randint(0, max_len + 1, (B,), device='cuda', generator=g)
-    lens[torch.rand(B, device='cuda', generator=g) < zero_frac] = 0
-    if B > 0:
-        lens[0] = max_len
-    if one_d:
-        context_lens = lens.int()
-        ctx2d = (lens[:, None] - next_n + 1 + torch.arange(next_n, device='cuda')[None]).clamp(min=0).int()
-    else:
-        ctx2d = (lens[:, None] - torch.randint(0, 3, (B, next_n), device='cuda', generator=g)).clamp(min=0).int()
-        context_lens = ctx2d.contiguous()
-    pages_per_req = [ceil_div(int(x), block_kv) for x in ctx2d.max(dim=1).values.tolist()] if B else []
-    max_pages = max(1, ceil_div(max_len, block_kv)) + extra_cols
+    context_lens, ctx2d, pages_per_req, max_pages = make_lengths(g, B, next_n, max_len, zero_frac, one_d, block_kv,
+                                                                 extra_cols)
     num_pages = sum(pages_per_req) + 5
     kv_cache, keys_orig, keys = make_fp4_pool(num_pages, block_kv, D, pad_bytes, misalign, seed)
     perm = torch.randperm(num_pages, device='cuda', generator=g).int()
     # Garbage past each request's last page: huge, negative and out-of-pool values the kernel must never read
     block_table = torch.randint(num_pages + 1000, 2 ** 31 - 1, (B, max_pages), device='cuda', generator=g).int()
     block_table[:, 1::3] = -7
-    k = 0
-    for b, n in enumerate(pages_per_req):
-        block_table[b, :n] = perm[k:k + n]
-        k += n
+    fill_block_table(block_table, perm, pages_per_req)
     q_orig = torch.randn(B, next_n, H, D, device='cuda', generator=g).bfloat16().float()
     q_fp4, q_sf = quantize_fp4(q_orig)
     weights = torch.randn(B * next_n, H, device='cuda', generator=g)
@@ -83,48 +70,17 @@ def reference(c, original=False):
     """float64 logits [B * n, max_context_len]; NaN where undefined."""
     q = (c['q_orig'] if original else c['q_deq']).double()
     keys = (c['keys_orig'] if original else c['keys']).double()
-    w, ctx2d, bt = c['weights'].double(), c['ctx2d'], c['block_table']
-    B, n, H, D = q.shape
-    bkv, width = c['block_kv'], c['max_context_len']
-    out = torch.full((B * n, width), float('nan'), dtype=torch.float64, device='cuda')
-    for b in range(B):
-        L = int(ctx2d[b].max())
-        if L == 0:
-            continue
-        pages = bt[b, :ceil_div(L, bkv)].long()
-        k = keys[pages].reshape(-1, D)[:L]
-        scores = torch.einsum('thd,jd->thj', q[b], k).relu()
-        logits = (scores * w[b * n:(b + 1) * n, :, None]).sum(1)
-        for t in range(n):
-            lt = int(ctx2d[b, t])
-            out[b * n + t, :lt] = logits[t, :lt]
-    return out
-
-
-def valid_mask(c):
-    cols = torch.arange(c['max_context_len'], device='cuda')[None]
-    return cols < c['ctx2d'].reshape(-1, 1)
+    return paged_reference(c, q, keys, c['weights'].double(), dtype=torch.float64)
 
 
 def run(c, meta=None, clean_logits=False, logits_dtype=torch.float32, indices=None):
-    if meta is None:
-        meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], c['block_kv'], deep_gemm.get_num_sms())
-    return deep_gemm.fp8_fp4_paged_mqa_logits(c['q'], c['kv_cache'], c['weights'], c['context_lens'],
-                                              c['block_table'], meta, c['max_context_len'], clean_logits=clean_logits,
-                                              logits_dtype=logits_dtype, indices=indices)
+    return run_fp8_fp4(c, c['q'], meta, clean_logits=clean_logits, logits_dtype=logits_dtype, indices=indices)
 
 
 def check(c, out, logits_dtype=torch.float32, clean=False, vs_original=True):
     mask = valid_mask(c)
     B, n = c['q_deq'].shape[:2]
-    assert out.shape == (B * n, c['max_context_len'])
-    assert out.dtype == logits_dtype
-    elem = out.element_size()
-    expect_stride = ceil_div(ceil_div(c['max_context_len'], 256) * 256, 1024 // elem) * (1024 // elem)
-    if out.shape[0] > 1:
-        assert out.stride(0) == expect_stride
-    # The whole [rows, stride] buffer stays allocated behind the returned columns
-    assert out.storage_offset() == 0 and out.untyped_storage().nbytes() >= out.shape[0] * expect_stride * elem
+    check_buffer(c, out, B * n, logits_dtype)
     got = out.double()[mask]
     assert torch.isfinite(got).all(), 'non-finite logits in the valid region'
     if got.numel():
@@ -197,12 +153,7 @@ def test_fp4_determinism_20_calls():
 def test_fp4_varlen_indices():
     H, D, bkv = 32, 128, 64
     c = make_fp4_case(3, 1, H, D, bkv, 900, zero_frac=0.0, seed=5)
-    reps = [3, 1, 4]
-    idx = torch.repeat_interleave(torch.arange(3, device='cuda'), torch.tensor(reps, device='cuda')).int()
-    T = int(sum(reps))
-    base = c['ctx2d'][:, 0].repeat_interleave(torch.tensor(reps, device='cuda'))
-    offs = torch.cat([torch.arange(r, device='cuda') - (r - 1) for r in reps])
-    ctx = (base + offs).clamp(min=0).int().view(T, 1)
+    idx, T, ctx = varlen_lengths(c, [3, 1, 4])
     g = torch.Generator(device='cuda').manual_seed(9)
     q_orig = torch.randn(T, 1, H, D, device='cuda', generator=g).bfloat16().float()
     q_fp4, q_sf = quantize_fp4(q_orig)
@@ -262,19 +213,7 @@ def test_fp4_mma_cross_check_mechanism(monkeypatch):
     # `force`: the check runs even for the portable form (the H100 exercises it) and passes; `force-fail`: the
     # perturbed candidate must warn, be recorded as failed, and the portable twin's results are returned
     c = make_fp4_case(3, 2, 16, 64, 32, 300, seed=41)
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force')
-    deep_gemm._C._mma_cross_check_reset()
-    check(c, run(c))
-    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'FP4' in r[0]]
-    assert len(log) == 1 and log[0][1] is True and 'H=16 D=64 block_kv=32' in log[0][0], log
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force-fail')
-    deep_gemm._C._mma_cross_check_reset()
-    with pytest.warns(RuntimeWarning, match='disagrees with its portable twin'):
-        out = run(c)
-    check(c, out)
-    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'FP4' in r[0]]
-    assert len(log) == 1 and log[0][1] is False and log[0][2] > 0, log
-    deep_gemm._C._mma_cross_check_reset()
+    mma_cross_check_mechanism(c, run, check, monkeypatch, 'FP4', 'H=16 D=64 block_kv=32')
 
 
 @gpu

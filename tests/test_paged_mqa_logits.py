@@ -11,14 +11,14 @@ import torch
 import deep_gemm
 from deep_gemm.testing import calc_diff
 
+from paged_mqa_logits_common import (ceil_div, check_buffer, fill_block_table, make_lengths, mma_cross_check_mechanism,
+                                     paged_reference, run_fp8_fp4, valid_mask, varlen_lengths)
+
 gpu = pytest.mark.gpu
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def ceil_div(a, b):
-    return (a + b - 1) // b
-
-
+# (shared with the FP4 tests: tests/paged_mqa_logits_common.py)
 def make_pool(num_pages, block_kv, head_dim, pad_bytes=0, misalign=0, seed=0):
     """A paged FP8 cache: returns (kv_cache view, keys float [P, bkv, D], scales float [P, bkv])."""
     g = torch.Generator(device='cuda').manual_seed(seed)
@@ -37,18 +37,8 @@ def make_pool(num_pages, block_kv, head_dim, pad_bytes=0, misalign=0, seed=0):
 def make_case(B, next_n, H, D, block_kv, max_len, *, zero_frac=0.2, one_d=False, pad_bytes=0, misalign=0,
               bf16=False, weights_pad=0, extra_cols=0, seed=0):
     g = torch.Generator(device='cuda').manual_seed(seed + 1)
-    lens = torch.randint(0, max_len + 1, (B,), device='cuda', generator=g)
-    lens[torch.rand(B, device='cuda', generator=g) < zero_frac] = 0
-    if B > 0:
-        lens[0] = max_len
-    if one_d:
-        context_lens = lens.int()
-        ctx2d = (lens[:, None] - next_n + 1 + torch.arange(next_n, device='cuda')[None]).clamp(min=0).int()
-    else:
-        ctx2d = (lens[:, None] - torch.randint(0, 3, (B, next_n), device='cuda', generator=g)).clamp(min=0).int()
-        context_lens = ctx2d.contiguous()
-    pages_per_req = [ceil_div(int(x), block_kv) for x in ctx2d.max(dim=1).values.tolist()] if B else []
-    max_pages = max(1, ceil_div(max_len, block_kv)) + extra_cols
+    context_lens, ctx2d, pages_per_req, max_pages = make_lengths(g, B, next_n, max_len, zero_frac, one_d, block_kv,
+                                                                 extra_cols)
     num_pages = sum(pages_per_req) + 7
     kv_cache, keys, scales = make_pool(num_pages, block_kv, D, pad_bytes, misalign, seed)
     perm = torch.randperm(num_pages, device='cuda', generator=g).int()
@@ -56,10 +46,7 @@ def make_case(B, next_n, H, D, block_kv, max_len, *, zero_frac=0.2, one_d=False,
     bt_full = torch.randint(num_pages + 1000, 2 ** 31 - 1, (B, max_pages + 5), device='cuda', generator=g).int()
     bt_full[:, 1::3] = -123456
     block_table = bt_full[:, :max_pages]
-    k = 0
-    for b, n in enumerate(pages_per_req):
-        block_table[b, :n] = perm[k:k + n]
-        k += n
+    fill_block_table(block_table, perm, pages_per_req)
     q = torch.randn(B, next_n, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn)
     w_full = torch.randn(B * next_n, H + weights_pad, device='cuda', generator=g)
     weights = w_full[:, :H]
@@ -72,38 +59,15 @@ def make_case(B, next_n, H, D, block_kv, max_len, *, zero_frac=0.2, one_d=False,
 
 def reference(c):
     """float32 logits [B * n, max_context_len]; NaN where undefined."""
-    q, w, ctx2d, bt = c['q'].float(), c['weights'].float(), c['ctx2d'], c['block_table']
-    B, n, H, D = q.shape
-    bkv, width = c['block_kv'], c['max_context_len']
-    out = torch.full((B * n, width), float('nan'), device='cuda')
-    for b in range(B):
-        L = int(ctx2d[b].max())
-        if L == 0:
-            continue
-        pages = bt[b, :ceil_div(L, bkv)].long()
-        k = c['keys'][pages].reshape(-1, D)[:L]
-        s = c['scales'][pages].reshape(-1)[:L]
-        scores = torch.einsum('thd,jd->thj', q[b], k).relu()
-        logits = (scores * w[b * n:(b + 1) * n, :, None]).sum(1) * s[None]
-        for t in range(n):
-            lt = int(ctx2d[b, t])
-            out[b * n + t, :lt] = logits[t, :lt]
-    return out
-
-
-def valid_mask(c):
-    cols = torch.arange(c['max_context_len'], device='cuda')[None]
-    return cols < c['ctx2d'].reshape(-1, 1)
+    return paged_reference(c, c['q'].float(), c['keys'], c['weights'].float(), scales=c['scales'])
 
 
 def run(c, meta=None, clean_logits=False, logits_dtype=torch.float32, indices=None, fp4_api=True):
+    if fp4_api:
+        return run_fp8_fp4(c, (c['q'], None), meta, clean_logits=clean_logits, logits_dtype=logits_dtype,
+                           indices=indices)
     if meta is None:
         meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], c['block_kv'], deep_gemm.get_num_sms())
-    if fp4_api:
-        return deep_gemm.fp8_fp4_paged_mqa_logits((c['q'], None), c['kv_cache'], c['weights'], c['context_lens'],
-                                                  c['block_table'], meta, c['max_context_len'],
-                                                  clean_logits=clean_logits, logits_dtype=logits_dtype,
-                                                  indices=indices)
     return deep_gemm.fp8_paged_mqa_logits(c['q'], c['kv_cache'], c['weights'], c['context_lens'], c['block_table'],
                                           meta, c['max_context_len'], clean_logits, indices=indices)
 
@@ -111,15 +75,7 @@ def run(c, meta=None, clean_logits=False, logits_dtype=torch.float32, indices=No
 def check(c, out, logits_dtype=torch.float32, clean=False):
     ref = reference(c)
     mask = valid_mask(c)
-    assert out.shape == (c['q'].shape[0] * c['q'].shape[1], c['max_context_len'])
-    assert out.dtype == logits_dtype
-    elem = out.element_size()
-    width = c['max_context_len']
-    expect_stride = ceil_div(ceil_div(width, 256) * 256, 1024 // elem) * (1024 // elem)
-    if out.shape[0] > 1:
-        assert out.stride(0) == expect_stride
-    # The whole [rows, stride] buffer stays allocated behind the returned columns
-    assert out.storage_offset() == 0 and out.untyped_storage().nbytes() >= out.shape[0] * expect_stride * elem
+    check_buffer(c, out, c['q'].shape[0] * c['q'].shape[1], logits_dtype)
     got = out.float()[mask]
     assert torch.isfinite(got).all(), 'non-finite logits in the valid region'
     if got.numel():
@@ -238,12 +194,7 @@ def test_varlen_indices():
     # Tokens of one request share a block-table row and see increasing context lengths
     H, D, bkv = 64, 128, 64
     c = make_case(3, 1, H, D, bkv, 900, zero_frac=0.0, seed=5)
-    reps = [3, 1, 4]
-    idx = torch.repeat_interleave(torch.arange(3, device='cuda'), torch.tensor(reps, device='cuda')).int()
-    T = int(sum(reps))
-    base = c['ctx2d'][:, 0].repeat_interleave(torch.tensor(reps, device='cuda'))
-    offs = torch.cat([torch.arange(r, device='cuda') - (r - 1) for r in reps])
-    ctx = (base + offs).clamp(min=0).int().view(T, 1)
+    idx, T, ctx = varlen_lengths(c, [3, 1, 4])
     g = torch.Generator(device='cuda').manual_seed(9)
     v = dict(c)
     v.update(q=torch.randn(T, 1, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn),
@@ -353,21 +304,7 @@ def test_mma_cross_check_mechanism(monkeypatch):
     # H100 exercises it) and records a pass; `force-fail` perturbs the candidate, which must warn, record a failure
     # and leave the results correct (the portable twin is used)
     c = make_case(3, 1, 32, 64, 32, 300, seed=41)
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force')
-    deep_gemm._C._mma_cross_check_reset()
-    check(c, run(c))
-    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]
-    assert len(log) == 1 and log[0][1] is True and 'H=32 D=64 block_kv=32' in log[0][0], log
-    check(c, run(c))    # decided once per config
-    assert len([r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]) == 1
-    monkeypatch.setenv('DG_SM120_MMA_CHECK', 'force-fail')
-    deep_gemm._C._mma_cross_check_reset()
-    with pytest.warns(RuntimeWarning, match='disagrees with its portable twin'):
-        out = run(c)
-    check(c, out)
-    log = [r for r in deep_gemm._C._mma_cross_check_log() if 'paged' in r[0]]
-    assert len(log) == 1 and log[0][1] is False and log[0][2] > 0, log
-    deep_gemm._C._mma_cross_check_reset()
+    mma_cross_check_mechanism(c, run, check, monkeypatch, 'paged', 'H=32 D=64 block_kv=32', once_per_config=True)
 
 
 # ------------------------------------------------------------------------------------------------------ bad inputs
