@@ -11,29 +11,6 @@
 
 namespace deep_gemm {
 
-// Which FP8 MMA form a kernel uses. `DG_SM120_FP8_MMA=plain` forces the plain form everywhere; otherwise the
-// block-scaled (full-rate) form is chosen wherever the target has it.
-// NOTES: shared by every indexer family; the block-scaled form has not yet been validated on real SM120
-// hardware, so the runtime cross-checks it against its plain twin once per configuration (see
-// `kFp8BlockScaledValidatedOnHardware`).
-inline bool choose_block_scaled_fp8_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP8_MMA");
-    DG_CHECK(form.empty() or form == "plain" or form == "block_scaled",
-             "environment variable DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got '", form, "'");
-    return arch.block_scaled_mma and form != "plain";
-}
-
-// Which FP4 MMA form the ragged kernel uses. `DG_SM120_FP4_MMA=portable` forces the portable form (exact
-// dequantization to bf16 + bf16 `mma.sync`) everywhere; otherwise the native block-scaled FP4 form is chosen
-// wherever the target has it (sm_120a/sm_121a). Like the block-scaled FP8 form it is cross-checked once per
-// configuration against its portable twin until validated on hardware (`kFp4NativeValidatedOnHardware`).
-inline bool choose_native_fp4_mma_for_ragged(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP4_MMA");
-    DG_CHECK(form.empty() or form == "portable" or form == "native",
-             "environment variable DG_SM120_FP4_MMA must be 'portable' or 'native'; got '", form, "'");
-    return arch.block_scaled_mma and form != "portable";
-}
-
 struct RaggedMqaLogitsPlan {
     int num_heads = 0, head_dim = 0;
     bool fp4 = false;           // FP4 q and keys (packed e2m1 + UE8M0 scales), else FP8

@@ -59,14 +59,6 @@ struct PagedMQALogitsHeuristics {
         const int by_target = std::max(2, 96 * 1024 / per_stage);
         return std::max(2, std::min({16, by_smem, by_target}));
     }
-
-    // The FP4 MMA form: native m16n8k64 where the target has it, unless `DG_SM120_FP4_MMA=portable`
-    static bool want_native_fp4(const ArchSpec& arch) {
-        const auto form = get_env("DG_SM120_FP4_MMA");
-        DG_CHECK(form.empty() or form == "portable" or form == "native",
-                 "environment variable DG_SM120_FP4_MMA must be 'portable' or 'native'; got '", form, "'");
-        return arch.block_scaled_mma and form != "portable";
-    }
 };
 
 } // namespace deep_gemm

@@ -211,7 +211,7 @@ inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_he
     if (args.num_q == 0 or args.num_k == 0)
         return;
     const auto arch = current_arch_spec();
-    const bool sm120_form = fp4 ? choose_native_fp4_mma_for_ragged(arch) : choose_block_scaled_fp8_mma(arch);
+    const bool sm120_form = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
     RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, sm120_form, fp4)};
     const auto stream = at::cuda::getCurrentCUDAStream(device).stream();
     config.plan.block_scaled = resolve_block_scaled(config, arch, device, stream);

@@ -556,7 +556,7 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
     // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
     // fail, the portable form (re-planned for FP4, whose q placement and stages depend on the form)
-    const bool want_fast = fp4 ? PagedMQALogitsHeuristics::want_native_fp4(arch) : choose_block_scaled_fp8_mma(arch);
+    const bool want_fast = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
     auto config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, want_fast);
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
     const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
