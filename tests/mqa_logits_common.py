@@ -89,6 +89,58 @@ def random_ranges(s, n, seed):
     return ks.int(), ke.int()
 
 
+def short_ranges(s, n, seed, max_len=60):
+    """Short ranges at random (unaligned) places in a long row: nearly every column of every row is -inf."""
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    ks = torch.randint(0, max(1, n - max_len), (s, ), device='cuda', generator=g)
+    ke = ks + torch.randint(0, max_len + 1, (s, ), device='cuda', generator=g)
+    return ks.int(), ke.int()
+
+
+def fused_clean_ranges(kind, s, n):
+    """The ranges of one `fused_clean` case."""
+    if kind == 'random':
+        return random_ranges(s, n, seed=s + n)
+    if kind == 'causal':
+        return causal_ranges(s, n)
+    if kind == 'zigzag':
+        return zigzag_ranges(s, n)
+    if kind == 'short':
+        return short_ranges(s, n, seed=s * 3 + n)
+    if kind == 'empty':
+        return (torch.full((s, ), n, dtype=torch.int32, device='cuda'),
+                torch.zeros(s, dtype=torch.int32, device='cuda'))
+    if kind == 'clamped':                   # every range reaches past both ends: clamped to the whole row
+        return (torch.full((s, ), -17, dtype=torch.int32, device='cuda'),
+                torch.full((s, ), n + 33, dtype=torch.int32, device='cuda'))
+    if kind == 'mixed':                     # full, empty, prefix, suffix and interior ranges, row after row
+        i = torch.arange(s, device='cuda')
+        ks = torch.where(i % 5 == 0, -3, torch.where(i % 5 == 1, n, torch.where(i % 5 == 2, 0, (i * 37) % n)))
+        ke = torch.where(i % 5 == 0, n + 5, torch.where(i % 5 == 1, 0, torch.where(i % 5 == 2, (i * 53) % n + 1,
+                         torch.where(i % 5 == 3, n, ks + 7))))
+        return ks.int(), ke.int()
+    raise ValueError(kind)
+
+
+def fused_clean(fam, s, n, h, d, kind, logits_dtype):
+    """clean_logits=True writes the -inf columns inside the logits kernel (one launch, key splits sharing each row's
+    -inf columns). Into NaN-poisoned buffers: every valid logit finite and right and every other column of [0, N)
+    exactly -inf (check_logits), nothing past N written, the valid logits bitwise those of clean_logits=False, and the
+    whole tensor bitwise what the standalone clean pass makes of the clean_logits=False output."""
+    inp = fam.make_inputs(s, n, h, d, seed=s * 7 + n + h + d)
+    ks, ke = fused_clean_ranges(kind, s, n)
+    with poisoned_outputs():
+        fused = fam.call(inp, ks, ke, clean=True, logits_dtype=logits_dtype)
+        unclean = fam.call(inp, ks, ke, clean=False, logits_dtype=logits_dtype)
+    assert fused.dtype == logits_dtype
+    mask = fam.check_logits(fused, inp, ks, ke, clean=True)
+    assert torch.isnan(storage_rows(fused, s)[:, n:]).all(), 'padding columns past N were written'
+    assert_bitwise_equal(fused[mask], unclean[mask], 'valid logits with and without clean_logits')
+    assert torch.isnan(unclean[~mask]).all(), 'clean_logits=False wrote outside the valid ranges'
+    deep_gemm._C.clean_logits_ragged(unclean, ks, ke)
+    assert_bitwise_equal(fused, unclean, 'fused clean against the standalone clean pass')
+
+
 def check_layout(out, s, width, compressed, logits_dtype):
     elem = out.element_size()
     stride = _align(_align(width, 256), 1024 // elem) if compressed else _align(width + 256, 1024 // elem)

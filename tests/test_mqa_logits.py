@@ -112,6 +112,28 @@ def test_few_queries_split_keys():
     common.few_queries_split_keys(FP8)
 
 
+# (S, N, H, D, ranges): few query tiles with long rows (each row's -inf columns shared by many key splits), every
+# kind of range (clamped, empty, reversed, causal, zig-zag, short, full), N not a multiple of 4 or 8 (scalar tails)
+FUSED_CLEAN_CASES = [
+    (5, 4001, 64, 128, 'random'),
+    (7, 9000, 16, 64, 'short'),
+    (3, 5000, 64, 32, 'empty'),
+    (20, 20000, 8, 64, 'causal'),
+    (40, 3001, 32, 128, 'clamped'),
+    (300, 1000, 64, 128, 'random'),
+    (250, 1203, 16, 32, 'zigzag'),
+    (101, 2999, 8, 128, 'mixed'),
+]
+
+
+@gpu
+@pytest.mark.parametrize('logits_dtype', [torch.float32, torch.bfloat16], ids=['f32', 'bf16'])
+@pytest.mark.parametrize('s,n,h,d,kind', FUSED_CLEAN_CASES,
+                         ids=[f'S{c[0]}-N{c[1]}-H{c[2]}-D{c[3]}-{c[4]}' for c in FUSED_CLEAN_CASES])
+def test_fused_clean(s, n, h, d, kind, logits_dtype):
+    common.fused_clean(FP8, s, n, h, d, kind, logits_dtype)
+
+
 @gpu
 @pytest.mark.parametrize('logits_dtype', [torch.float32, torch.bfloat16])
 def test_compressed_matches_uncompressed(logits_dtype):
@@ -222,6 +244,49 @@ def test_bad_inputs_gpu():
 
 # ---------------------------------------------------------------------------------------------------------------------
 # CPU: validation without a GPU, and the compile-only enumeration
+
+def _fused_clean_split_model(n, ks, ke, num_splits):
+    """The column ranges each key split writes -inf to, as `clean_split_rows` (sm120_fp8_mqa_logits.cuh) computes them
+    for one row: the masked columns [0, lo) + [hi, n), numbered in order, cut into `num_splits` parts at boundaries
+    rounded down to 8 (32-bit arithmetic: s * quot + s * rem // num_splits)."""
+    lo = min(max(ks, 0), n)
+    hi = min(max(ke, lo), n)
+    if hi <= lo:
+        lo = hi = 0
+    length, masked = hi - lo, n - (hi - lo)
+    quot, rem = divmod(masked, num_splits)
+
+    def boundary(s):
+        return masked if s >= num_splits else (s * quot + s * rem // num_splits) & ~7
+
+    parts = []
+    for split in range(num_splits):
+        t0, t1 = boundary(split), boundary(split + 1)
+        parts.append([(min(t0, lo), min(t1, lo)), (max(t0, lo) + length, max(t1, lo) + length)])
+    return lo, hi, parts
+
+
+def test_fused_clean_split_model_covers_masked_columns_once():
+    import random
+    rng = random.Random(0)
+    # (N, ks, ke, num_splits): empty, clamped, reversed, causal-like, short interior, full
+    cases = [(1, 0, 0, 1), (4001, -5, 5000, 64), (4001, 7, 3, 63), (20000, 0, 19981, 64), (9000, 4000, 4030, 64),
+             (5, 0, 5, 1)]
+    for _ in range(400):
+        n = rng.randint(1, 5000)
+        cases.append((n, rng.randint(-50, n + 50), rng.randint(-50, n + 60), rng.randint(1, 64)))
+    for n, ks, ke, ns in cases:
+        lo, hi, parts = _fused_clean_split_model(n, ks, ke, ns)
+        count = [0] * n
+        for spans in parts:
+            for a, b in spans:
+                for j in range(a, b):
+                    count[j] += 1
+        assert count == [0 if lo <= j < hi else 1 for j in range(n)], (n, ks, ke, ns)
+        # Balanced: no split gets more than its share plus one 8-element rounding step
+        sizes = [sum(b - a for a, b in spans if b > a) for spans in parts]
+        assert max(sizes) <= (n - (hi - lo)) // ns + 16, (n, ks, ke, ns, sizes)
+
 
 @needs_ext
 def test_bad_inputs_cpu():

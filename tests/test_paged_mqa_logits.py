@@ -173,6 +173,26 @@ def test_paged_logits_sweep(H, D, block_kv, next_n, opts, monkeypatch):
 
 
 @gpu
+@pytest.mark.parametrize('H,D,block_kv,next_n', [(64, 128, 64, 1), (64, 128, 32, 3), (8, 32, 32, 2), (32, 64, 64, 5)])
+def test_sm90_fp8_mma_forms(H, D, block_kv, next_n, monkeypatch):
+    # On sm_90 the FP8 MMA runs through F16 (`DG_SM90_FP8_MMA`, default `f16`) or through ptxas' emulation of the
+    # plain instruction (`plain`): both must match the reference on their own, and each other to rounding. Elsewhere
+    # the variable selects nothing, and both runs take the target's native form.
+    c = make_case(4, next_n, H, D, block_kv, 900, seed=H + D + next_n)
+    monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
+    outs = {}
+    for form in ('f16', 'plain'):
+        monkeypatch.setenv('DG_SM90_FP8_MMA', form)
+        outs[form] = run(c)
+        check(c, outs[form])
+    mask = valid_mask(c)
+    assert calc_diff(outs['f16'][mask], outs['plain'][mask]) < 1e-9
+    monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
+    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
+        run(c)
+
+
+@gpu
 def test_bf16_logits_with_float_weights_and_legacy_api():
     c = make_case(6, 2, 64, 128, 64, 1000, seed=11)
     check(c, run(c, logits_dtype=torch.bfloat16), torch.bfloat16)
@@ -391,6 +411,19 @@ def test_enumerated_configs():
         assert len({c['description'] for c in logits}) == len(logits)
         assert all(c['num_threads'] == 160 for c in logits)
         assert all('paged_mqa_logits' in c['symbol'] for c in logits)
+
+
+@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
+def test_enumerated_configs_sm90a():
+    # sm_90a (the H100 test path): FP8 in the F16 route and in ptxas' emulated plain form, no block-scaled forms
+    logits = [c for c in deep_gemm._C.list_kernel_configs('sm_90a') if c['family'] == 'paged_mqa_logits']
+    fp8 = [c for c in logits if c['description'].startswith('FP8')]
+    assert len(fp8) == 4 * 3 * 2 * 2, len(fp8)
+    f16 = [c for c in fp8 if 'mma=f16' in c['description']]
+    assert len(f16) == len(fp8) // 2
+    assert all(c['expected_sass'] == ['F2FP.F16.E4M3.UNPACK_B', 'HMMA.16816.F32'] for c in f16)
+    assert all('mma=plain' in c['description'] for c in fp8 if c not in f16)
+    assert not any('block_scaled' in c['description'] or 'fp4_native' in c['description'] for c in logits)
 
 
 @pytest.mark.skipif(not _have_ext() or not os.environ.get('DG_TEST_COMPILE_PAGED'),

@@ -15,7 +15,8 @@
 
 namespace deep_gemm::attention {
 
-// Internal entry points of the clean-logits kernel (used by tests; the public calls use it through `clean_logits`)
+// Internal entry points of the standalone clean-logits kernel (used by tests; the public paged calls use it through
+// `clean_logits`, the public ragged calls write their -inf columns inside the logits kernel)
 inline void clean_logits_ragged(const torch::Tensor& logits, const torch::Tensor& ks, const torch::Tensor& ke) {
     const ArgCheck c{"clean_logits"};
     c.cuda(logits, "logits");
@@ -95,7 +96,8 @@ inline void check_ragged_common(const ArgCheck& c, const char* fn, const torch::
              ": S, N and max_seqlen_k must each be < 2^31; got S=", num_q, ", N=", num_k, ", max_seqlen_k=", max_seqlen_k);
 }
 
-// Allocation, the logits kernel and the clean pass, once every argument has been checked
+// Allocation and the logits kernel (which also writes the -inf columns when `clean_logits`: one launch), once every
+// argument has been checked
 inline torch::Tensor run_ragged_mqa_logits(RaggedMqaLogitsArgs args, const torch::Tensor& ks, const torch::Tensor& ke,
                                            bool clean_logits, int64_t max_seqlen_k, at::ScalarType logits_dtype,
                                            int64_t num_q, int64_t num_heads, int64_t head_dim, int64_t num_k, bool fp4,
@@ -112,10 +114,10 @@ inline torch::Tensor run_ragged_mqa_logits(RaggedMqaLogitsArgs args, const torch
     args.logits = logits.data_ptr(), args.logits_stride = row_stride, args.logits_bf16 = logits_dtype == torch::kBFloat16;
     args.num_q = static_cast<int>(num_q), args.num_k = static_cast<int>(num_k);
     args.max_seqlen_k = static_cast<int>(max_seqlen_k);
+    // NOTES: the row stride is a multiple of 256 elements and the buffer starts 16-byte aligned, as the fused clean
+    // needs (check_ragged_common ensures clean_logits implies max_seqlen_k == 0)
+    args.clean_logits = clean_logits;
     launch_ragged_mqa_logits(args, static_cast<int>(num_heads), static_cast<int>(head_dim), fp4, device.index());
-    if (clean_logits)
-        launch_clean_logits(logits, static_cast<int>(num_q), static_cast<int>(num_k), CleanMode::kRagged,
-                            ks.data_ptr<int>(), ke.data_ptr<int>(), 0, 0, 1);
     return logits;
 }
 

@@ -1,5 +1,6 @@
 """Paged (decode) FP8 / FP4 MQA logits on DeepSeek-V4 shapes (H = 64, D = 128, block_kv = 64), the schedule metadata
 kernel, and the warm host overhead of the calls (one row of its own)."""
+import os
 import time
 
 import torch
@@ -148,6 +149,22 @@ def run(ceilings) -> list:
         rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
                         bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
                         bytes_written=valid * 4, flops=2 * H * D * valid, check=check))
+        if torch.cuda.get_device_capability() == (9, 0) and B == 64 and next_n == 1:
+            # sm_90 only: the same case with ptxas' emulation of the plain FP8 mma.sync instead of the F16 route
+            previous = os.environ.get('DG_SM90_FP8_MMA')
+            os.environ['DG_SM90_FP8_MMA'] = 'plain'
+            try:
+                check = _check(call(), q, kv, w, ctx, bt)
+                t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+            finally:
+                if previous is None:
+                    os.environ.pop('DG_SM90_FP8_MMA')
+                else:
+                    os.environ['DG_SM90_FP8_MMA'] = previous
+            rows.append(Row(name=f'  same, DG_SM90_FP8_MMA=plain', seconds=t,
+                            bytes_read=rows[-1].bytes_read, bytes_written=rows[-1].bytes_written,
+                            flops=rows[-1].flops, check=check,
+                            notes=['sm_90 only: ptxas emulates the plain FP8 mma.sync (the form before the F16 route)']))
         del q, kv, w, ctx, bt
         torch.cuda.empty_cache()
 

@@ -20,7 +20,9 @@ struct PagedMQALogitsHeuristics {
     // warps of 2 m-tiles (16 keys each) plus one producer warp. 5 warps allow up to 255 registers (9 would cap
     // them at 168); with H = 64 two m-tiles give 16 independent accumulator chains, each q fragment feeding two
     // MMAs. Measured on the H100 (SM120 mode, B=64 ctx=64K n=1): 482.7 us; 1 m-tile on 8 warps was slower on every
-    // shape (515.2 us), 2 m-tiles on 8 warps (465.8 us) tied it on the other shapes and spills on sm_90a.
+    // shape (515.2 us), 2 m-tiles on 8 warps (465.8 us) tied it on the other shapes and spills on sm_90a. The same
+    // held for sm_90's F16 route: 402.3 us here (docs/runs/2026-11-25_h100_run7_bench.log) vs 444.9 us with 8 warps
+    // of 1 m-tile (run 6: 163 registers and two warps per scheduler, but 2.5 instead of 1.5 conversions per MMA).
     static constexpr int kNumConsumerWarps = 4;
     static constexpr int kNumThreads = (kNumConsumerWarps + 1) * 32;
 

@@ -3,6 +3,9 @@
 // Host side of the ragged (prefill) FP8 / FP4 MQA logits kernel (`deep_gemm/include/deep_gemm/impls/sm120_fp8_mqa_logits.cuh`):
 // source generation, the compile-only enumeration, the one-time MMA-form cross-checks (block-scaled FP8 against
 // plain FP8, native FP4 against portable FP4), and the launch.
+//
+// NOTES: the warm path is kept short: the compiled kernel is cached per (config, device) under a packed integer key
+// (no source generation or string hashing per call), and the arch spec per device.
 
 #include <Python.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -10,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <torch/python.h>
+#include <unordered_map>
 #include <vector>
 
 #include "../../jit/cache.hpp"
@@ -32,13 +36,22 @@ struct RaggedMqaLogitsConfig {
                    "        const deep_gemm::uint8_t* q, const int* q_sf, const deep_gemm::uint8_t* k,\n",
                    "        const void* kv_scale, const void* weights, long long weights_stride, int weights_bf16,\n",
                    "        const int* ks, const int* ke, void* logits, long long logits_stride, int logits_bf16,\n",
-                   "        int num_q, int num_k, int max_seqlen_k, int num_splits) {\n",
+                   "        int num_q, int num_k, int max_seqlen_k, int num_splits, int clean_logits) {\n",
                    "    deep_gemm::sm120_fp8_mqa_logits_impl<", p.num_heads, ", ", p.head_dim, ", ",
                    p.fp4 ? "true" : "false", ", ", p.block_scaled ? "true" : "false", ", ", p.num_warps, ", ",
                    p.block_k, ", ", p.num_stages, ">(\n",
                    "        q, q_sf, k, kv_scale, weights, weights_stride, weights_bf16, ks, ke, logits, logits_stride,\n",
-                   "        logits_bf16, num_q, num_k, max_seqlen_k, num_splits);\n",
+                   "        logits_bf16, num_q, num_k, max_seqlen_k, num_splits, clean_logits);\n",
                    "}\n");
+    }
+
+    // Every template argument, packed (the runtime cache's key)
+    uint64_t key() const {
+        const auto& p = plan;
+        return static_cast<uint64_t>(p.num_heads) | static_cast<uint64_t>(p.head_dim) << 8 |
+               static_cast<uint64_t>(p.fp4) << 16 | static_cast<uint64_t>(p.block_scaled) << 17 |
+               static_cast<uint64_t>(p.num_warps) << 18 | static_cast<uint64_t>(p.block_k) << 26 |
+               static_cast<uint64_t>(p.num_stages) << 38;
     }
 
     std::string description() const {
@@ -49,7 +62,8 @@ struct RaggedMqaLogitsConfig {
     }
 
     // Every config the heuristics can pick: each (H, D), with the plain form and, where the target has it,
-    // the block-scaled form (the default there; the plain form is the env override and the fallback)
+    // the block-scaled form (the default there; the plain form is the env override and the fallback).
+    // STG.E.128: the fused clean's 16-byte -inf stores
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
         for (const int h: kRaggedHeads) {
@@ -58,7 +72,7 @@ struct RaggedMqaLogitsConfig {
                     if (block_scaled and not arch.block_scaled_mma)
                         continue;
                     const RaggedMqaLogitsConfig c{plan_ragged_mqa_logits(arch, h, d, block_scaled)};
-                    std::vector<std::string> sass = {"LDSM", "LDGSTS"};
+                    std::vector<std::string> sass = {"LDSM", "LDGSTS", "STG.E.128"};
                     if (arch.is_sm120_family())
                         sass.push_back(block_scaled ? "QMMA.SF.16832.F32.E4M3.E4M3" : "QMMA.16832.F32.E4M3.E4M3");
                     else if (arch.major == 9)
@@ -75,7 +89,7 @@ struct RaggedMqaLogitsConfig {
                     if (native and not arch.block_scaled_mma)
                         continue;
                     const RaggedMqaLogitsConfig c{plan_ragged_mqa_logits(arch, h, d, native, true)};
-                    std::vector<std::string> sass = {"LDSM", "LDGSTS"};
+                    std::vector<std::string> sass = {"LDSM", "LDGSTS", "STG.E.128"};
                     sass.push_back(native ? "OMMA.SF.16864" : "HMMA.16816.F32.BF16");
                     specs.push_back({"mqa_logits", c.symbol(), c.generate(), c.description(), c.plan.num_threads(),
                                      c.plan.smem_bytes(), sass});
@@ -101,14 +115,51 @@ struct RaggedMqaLogitsArgs {
     int64_t logits_stride;
     bool logits_bf16;
     int num_q, num_k, max_seqlen_k;
+    // -inf into every column of [0, num_k) outside each row's range, in the same launch (needs max_seqlen_k == 0
+    // and 16-byte aligned logits rows)
+    bool clean_logits;
 };
+
+namespace ragged_detail {
+
+// Compiled kernels per (config, device): a warm lookup is a mutex and a hash of one integer
+inline jit::KernelRuntime* runtime_for(const RaggedMqaLogitsConfig& config, int device) {
+    static std::mutex mutex;
+    static std::unordered_map<uint64_t, std::shared_ptr<jit::KernelRuntime>> cache;
+    const uint64_t key = config.key() ^ (static_cast<uint64_t>(device & 0xff) << 48);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (const auto it = cache.find(key); it != cache.end())
+            return it->second.get();
+    }
+    auto rt = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
+                                                      jit::DeviceRuntime::compile_target(device));
+    std::lock_guard<std::mutex> lock(mutex);
+    return cache.emplace(key, std::move(rt)).first->second.get();
+}
+
+// The arch spec per (device, DG_SM120_MODE); the reference stays valid (the map's nodes never move)
+inline const ArchSpec& arch_spec(int device) {
+    static std::mutex mutex;
+    static std::unordered_map<int, ArchSpec> cache;
+    const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = cache.find(key); it != cache.end())
+        return it->second;
+    return cache.emplace(key, current_arch_spec()).first->second;
+}
+
+} // namespace ragged_detail
 
 inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, const ArchSpec& arch,
                                           const RaggedMqaLogitsArgs& a, int device, cudaStream_t stream) {
     if (a.num_q == 0 or a.num_k == 0)
         return;
-    const auto runtime = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
-                                                                 jit::DeviceRuntime::compile_target(device));
+    // The fused clean writes 16-byte vectors from each row's start, over the full uncompressed width
+    DG_HOST_ASSERT(not a.clean_logits or
+                   (a.max_seqlen_k == 0 and reinterpret_cast<uintptr_t>(a.logits) % 16 == 0 and
+                    a.logits_stride * (a.logits_bf16 ? 2 : 4) % 16 == 0));
+    const auto runtime = ragged_detail::runtime_for(config, device);
     const auto& p = config.plan;
     const int num_splits = p.num_splits(arch, a.num_q, a.num_k);
     const int num_tiles = (a.num_q + p.block_q() - 1) / p.block_q();
@@ -121,7 +172,7 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
     runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.k), a.kv_scale,
                     a.weights, static_cast<long long>(a.weights_stride), static_cast<int>(a.weights_bf16), a.ks,
                     a.ke, a.logits, static_cast<long long>(a.logits_stride), static_cast<int>(a.logits_bf16),
-                    a.num_q, a.num_k, a.max_seqlen_k, num_splits);
+                    a.num_q, a.num_k, a.max_seqlen_k, num_splits, static_cast<int>(a.clean_logits));
 }
 
 // --- The one-time cross-check of the block-scaled FP8 form against its plain twin (SM120.md §4) ---------------------
@@ -146,7 +197,8 @@ inline MmaCheckResult cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig&
         // Outside each row's range the output stays 0 in both runs, so the whole tensor can be compared
         auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
         RaggedMqaLogitsArgs a{q.data_ptr(), nullptr, k.data_ptr(), scale.data_ptr<float>(), w.data_ptr(), w.stride(0), false,
-                              ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0), false, s, n, 0};
+                              ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0), false, s, n, 0,
+                              false};
         launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
         outs.push_back(out);
     }
@@ -182,7 +234,7 @@ inline MmaCheckResult cross_check_ragged_fp4_mqa_logits(const RaggedMqaLogitsCon
         auto out = torch::zeros({s, n}, dev.dtype(torch::kFloat));
         RaggedMqaLogitsArgs a{q.data_ptr(), q_sf.data_ptr<int>(), k.data_ptr(), k_sf.data_ptr(), w.data_ptr(),
                               w.stride(0), false, ks.data_ptr<int>(), ke.data_ptr<int>(), out.data_ptr(), out.stride(0),
-                              false, s, n, 0};
+                              false, s, n, 0, false};
         launch_ragged_mqa_logits_with(*c, arch, a, device, stream);
         outs.push_back(out);
     }
@@ -194,6 +246,12 @@ inline MmaCheckResult cross_check_ragged_fp4_mqa_logits(const RaggedMqaLogitsCon
 // The form to launch with: the plan's, unless its cross-check fails (or cannot run yet, during graph capture)
 inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const ArchSpec& arch, int device,
                                  cudaStream_t stream) {
+    // NOTES: the early exits of `MmaCrossCheck::resolve`, without building the description string on the warm path
+    const auto mode = mma_check_mode();
+    const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
+    const bool validated = config.plan.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
+    if (not forced and (not config.plan.block_scaled or validated))
+        return config.plan.block_scaled;
     if (config.plan.fp4)
         return MmaCrossCheck::get().resolve("fp4_mqa_logits", config.description(), config.plan.block_scaled,
                                             kFp4NativeValidatedOnHardware, device, stream, [&](bool inject_fault) {
@@ -210,7 +268,9 @@ inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_he
                                      int device) {
     if (args.num_q == 0 or args.num_k == 0)
         return;
-    const auto arch = current_arch_spec();
+    // The cached spec, with the SM count of now (`set_num_sms` may change it between calls)
+    ArchSpec arch = ragged_detail::arch_spec(device);
+    arch.num_sms = jit::DeviceRuntime::get().get_num_sms();
     const bool sm120_form = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
     RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, sm120_form, fp4)};
     const auto stream = at::cuda::getCurrentCUDAStream(device).stream();

@@ -59,13 +59,16 @@ struct PagedMQALogitsConfig {
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
     bool q_smem = false;        // portable FP4: q dequantized once per row into shared memory
+    bool f16_mma = false;       // FP8 on sm_90: operands converted to F16 once per k step (`choose_f16_fp8_mma`)
 
     // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
-    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast) {
+    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
+                                     bool f16 = false) {
         const int row_bytes = fp4 ? d / 2 : d;
         const bool q_smem = fp4 and PagedMQALogitsHeuristics::fp4_q_smem(h, d, fast);
         const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d) : 0;
-        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, q_smem};
+        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, q_smem,
+                f16 and not fp4 and not fast};
     }
 
     int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
@@ -82,7 +85,7 @@ struct PagedMQALogitsConfig {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(q_smem) << 34;
+               static_cast<uint64_t>(q_smem) << 34 | static_cast<uint64_t>(f16_mma) << 35;
     }
 
     std::string generate() const {
@@ -96,7 +99,7 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   q_smem ? "true" : "false", ">(\n",
+                   q_smem ? "true" : "false", ", ", f16_mma ? "true" : "false", ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -104,7 +107,8 @@ struct PagedMQALogitsConfig {
     }
 
     std::string describe() const {
-        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
+        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable")
+                               : (fast_mma ? "block_scaled" : (f16_mma ? "f16" : "plain"));
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
                    num_stages, " mma=", form, q_smem ? " q=smem" : "");
     }
@@ -117,11 +121,14 @@ struct PagedMQALogitsConfig {
         }
         if (arch.is_sm120_family())
             return {fast_mma ? "QMMA.SF" : "QMMA.16832"};
+        if (f16_mma)
+            return {"F2FP.F16.E4M3.UNPACK_B", "HMMA.16816.F32"};
         return {};
     }
 
     // Every config the heuristics can pick: FP8 with both MMA forms where the block-scaled one exists (the plain
-    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form (q in shared
+    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback; on sm_90 the F16 route and, with
+    // `DG_SM90_FP8_MMA=plain`, the emulated plain form), FP4 with the portable form (q in shared
     // memory for H = 64, D = 128) and, where it exists, the native one
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
@@ -137,8 +144,11 @@ struct PagedMQALogitsConfig {
         for (const int h: {8, 16, 32, 64})
             for (const int d: {32, 64, 128})
                 for (const int bkv: {32, 64})
-                    for (const bool fast: forms)
+                    for (const bool fast: forms) {
                         add(make(arch, h, d, bkv, false, fast));
+                        if (arch.major == 9)
+                            add(make(arch, h, d, bkv, false, fast, true));
+                    }
         for (const int h: {8, 16, 32, 64})
             for (const int d: {64, 128})
                 for (const int bkv: {32, 64})
@@ -563,6 +573,7 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     if (fp4 and fast != config.fast_mma)
         config = PagedMQALogitsConfig::make(arch, h, d, bkv, true, fast);
     config.fast_mma = fast;
+    config.f16_mma = not fp4 and not fast and choose_f16_fp8_mma(arch);
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 

@@ -20,6 +20,14 @@
 // dequantize-to-bf16 twin) replaces the FP8 MMA, the key scales travel through shared memory like kv_scale does,
 // and the epilogue has no per-key scale.
 //
+// Clean (`clean_logits`, CONTRACT.md §2.4): the same launch also writes -inf into every column j in [0, N) of the
+// CTA's rows outside the row's (clamped) range. A row's masked columns [0, lo) + [hi, N), numbered in column order,
+// are cut into `num_splits` equal parts (boundaries rounded down to 8 elements) and key split s writes part s, so
+// the CTAs of a query tile share the -inf bytes evenly whatever the shape of the ranges, and every element has
+// exactly one writer: its logit by the split owning its key tile, or -inf by the split owning its masked index.
+// The whole CTA writes these in its prologue (16-byte stores inside, scalar stores at the ends), before the MMA
+// loop and before any early exit; its registers are dead by the time the main loop starts.
+//
 // NOTES: nothing here depends on the order threads run in (no atomics, fixed summation trees), so results are
 // bitwise deterministic. Rows of a key tile beyond the CTA's key range are zero-filled, never read from global.
 
@@ -27,6 +35,7 @@
 #include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
+#include "smxx_clean_logits.cuh"
 
 namespace deep_gemm {
 
@@ -40,6 +49,28 @@ DG_DEVICE uint32_t key_tile_offset(const uint32_t row, const uint32_t chunk) {
     return row * kRowBytes + swizzled * 16;
 }
 
+// -inf into key split `split`'s part of the masked columns of `rows` rows (row r: valid range [lo[r], hi[r]), an
+// empty range as [0, 0)), all `kNumThreads` threads cooperating; rows start 16-byte aligned
+template <typename T, int kNumThreads>
+DG_DEVICE void clean_split_rows(T* logits, const int64_t logits_stride, const int rows, const int* lo_of,
+                                const int* hi_of, const int num_k, const int split, const int num_splits,
+                                const int thread) {
+    for (int r = 0; r < rows; ++ r) {
+        const int lo = lo_of[r], hi = hi_of[r], len = hi - lo;
+        const int masked = num_k - len;
+        // floor(s * masked / num_splits) in 32 bits (s * masked may not fit): s * q + floor(s * rem / num_splits)
+        const int quot = masked / num_splits, rem = masked % num_splits;
+        const auto boundary = [&](const int s) {
+            return s >= num_splits ? masked : (s * quot + s * rem / num_splits) & ~7;
+        };
+        // Masked index t < lo is column t, t >= lo is column t + len
+        const int t0 = boundary(split), t1 = boundary(split + 1);
+        T* row_ptr = logits + r * logits_stride;
+        fill_neg_inf<T, kNumThreads>(row_ptr, min_of(t0, lo), min_of(t1, lo), thread);
+        fill_neg_inf<T, kNumThreads>(row_ptr, max_of(t0, lo) + len, max_of(t1, lo) + len, thread);
+    }
+}
+
 // `kBlockScaled`: the sm_120a-only MMA form (block-scaled FP8 at full rate; native FP4), else its portable twin.
 // `kv_scale`: float32 [N] (FP8) or int32 [N] packed UE8M0 (FP4); `q_sf`: int32 [S, H] (FP4 only, else unused).
 template <int kNumHeads, int kHeadDim, bool kFp4, bool kBlockScaled, int kNumWarps, int kBlockK, int kNumStages>
@@ -47,7 +78,7 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
                                          const void* weights, const int64_t weights_stride, const int weights_bf16,
                                          const int* ks, const int* ke, void* logits, const int64_t logits_stride,
                                          const int logits_bf16, const int num_q, const int num_k,
-                                         const int max_seqlen_k, const int num_splits) {
+                                         const int max_seqlen_k, const int num_splits, const int clean_logits) {
     static_assert(kNumHeads == 8 or kNumHeads == 16 or kNumHeads == 32 or kNumHeads == 64, "unsupported H");
     static_assert(kHeadDim == 32 or kHeadDim == 64 or kHeadDim == 128, "unsupported D");
     static_assert(not kFp4 or kHeadDim == 64 or kHeadDim == 128, "FP4 needs D in {64, 128}");
@@ -99,6 +130,19 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
         smem_lo[i] = lo, smem_hi[i] = hi;
     }
     __syncthreads();
+
+    // Clean: this split's part of the -inf columns of the tile's rows (the caller guarantees max_seqlen_k == 0)
+    if (clean_logits) {
+        const int rows = min_of(kBlockQ, num_q - q_begin);
+        if (logits_bf16)
+            clean_split_rows<bf16_t, kNumThreads>(reinterpret_cast<bf16_t*>(logits) + q_begin * logits_stride,
+                                                  logits_stride, rows, smem_lo, smem_hi, num_k, split, num_splits,
+                                                  thread);
+        else
+            clean_split_rows<float, kNumThreads>(reinterpret_cast<float*>(logits) + q_begin * logits_stride,
+                                                 logits_stride, rows, smem_lo, smem_hi, num_k, split, num_splits,
+                                                 thread);
+    }
 
     // The CTA's key range (union of its queries' ranges) and this warp's
     int cta_lo = num_k, cta_hi = 0, warp_lo = num_k, warp_hi = 0;

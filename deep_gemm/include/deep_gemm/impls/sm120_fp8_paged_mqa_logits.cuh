@@ -107,7 +107,11 @@ struct PagedWalker {
 // kQSmem (portable FP4 only): each consumer warp dequantizes its row's q once into its own shared-memory region
 // (bf16, in the k order of `Fp4Mma<false>`, 16-byte chunks XOR-swizzled by head) and loads B fragments with
 // ldmatrix, instead of dequantizing raw q registers per m-group.
-template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem>
+//
+// kF16Mma (FP8 on sm_90 only): each k step's A and B fragments are converted to F16 once (`mma::split_fp8_a/b`) and
+// feed two f16 m16n8k16 MMAs that accumulate in place, instead of ptxas' per-MMA emulation of the FP8 instruction.
+template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem,
+          bool kF16Mma = false>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
@@ -127,6 +131,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
     static_assert(not kQSmem or (kFp4 and not kFastMma), "q in shared memory: the portable FP4 form only");
+    static_assert(not kF16Mma or (not kFp4 and not kFastMma), "the F16 route is an FP8 form of its own");
     // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
     constexpr int kQOffset = kNumStages * Layout::kStageBytes + align_up(kNumStages * 32, 128);
     constexpr int kQRowBytes = kHeadDim * 2;
@@ -355,6 +360,21 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                                 #pragma unroll
                                 for (int m = 0; m < kMPerWarp; ++m)
                                     Fp4::mma(acc[m][n], fa[m], fb);
+                            }
+                        } else if constexpr (kF16Mma) {
+                            uint32_t a_lo[kMPerWarp][4], a_hi[kMPerWarp][4];
+                            #pragma unroll
+                            for (int m = 0; m < kMPerWarp; ++m)
+                                mma::split_fp8_a(a_lo[m], a_hi[m], a[m]);
+                            #pragma unroll
+                            for (int n = 0; n < kNTiles; ++n) {
+                                uint32_t b_lo[2], b_hi[2];
+                                mma::split_fp8_b(b_lo, b_hi, qv[n][ks]);
+                                #pragma unroll
+                                for (int m = 0; m < kMPerWarp; ++m) {
+                                    mma::f16_m16n8k16(acc[m][n], a_lo[m], b_lo);
+                                    mma::f16_m16n8k16(acc[m][n], a_hi[m], b_hi);
+                                }
                             }
                         } else {
                             #pragma unroll

@@ -1,6 +1,8 @@
 #pragma once
 
 // Writes -inf into every logit column outside a row's valid range, and nothing else (CONTRACT.md §2.4).
+// The paged path launches this kernel after its logits kernel; the ragged logits kernel writes its own -inf columns
+// (sm120_fp8_mqa_logits.cuh) with `fill_neg_inf` below, and this kernel's ragged mode remains an internal entry point.
 //
 // Work split: warps own contiguous runs of work items; an item is a (row, column segment) pair, so a long masked
 // span is shared by several warps (a few very long rows, e.g. paged decode, still fill the GPU) while short rows cost
