@@ -131,6 +131,103 @@ def test_metadata_all_zero_and_indices():
     assert torch.equal(meta.cpu(), torch.tensor([[10, 0]] * 9, dtype=torch.int32))
 
 
+@pytest.fixture(params=[2, 1], ids=['v2', 'v1'])
+def metadata_variant(request):
+    """Runs a test with each metadata kernel variant (2: the default; 1: the first version, kept for A/B)."""
+    old = deep_gemm._C._get_paged_metadata_variant()
+    deep_gemm._C._set_paged_metadata_variant(request.param)
+    yield request.param
+    deep_gemm._C._set_paged_metadata_variant(old)
+
+
+def _metadata_cases():
+    # (B, n, layout, num_sms, block_kv, max_len): register path (B <= 4096) and segment-walk path (B > 4096); 16-byte
+    # loads ([B], [B, 1]) and scalar ones (misaligned start, strided rows, n > 1); shift (power-of-two block_kv) and
+    # division; 32-bit split math and the 64-bit one (W * (num_sms + 1) >= 2^32: block_kv = 1 or huge lengths)
+    return [
+        (4096, 1, '2d', 132, 64, 65536), (4096, 1, '1d', 132, 64, 65536), (4095, 1, '1d', 132, 48, 70000),
+        (4096, 1, 'misaligned', 132, 64, 65536), (4096, 1, 'strided', 132, 64, 65536), (4096, 2, '2d', 132, 64, 65536),
+        (2048, 1, '1d', 132, 64, 65536), (2049, 3, '2d', 77, 32, 9000), (9000, 1, '1d', 132, 64, 65536),
+        (9000, 1, 'misaligned', 1100, 7, 50000), (4000, 1, '1d', 132, 1, 70000), (6000, 2, '2d', 188, 1, 70000),
+        (3000, 1, '1d', 132, 1, 2 ** 31 - 1), (5000, 1, '1d', 1000, 64, 2 ** 31 - 1), (3, 1, '1d', 5000, 64, 300),
+        (4096, 1, 'zeros', 132, 64, 1), (2, 1, '1d', 1, 1, 2 ** 31 - 1), (17, 1, '1d', 2, 64, 65536),
+    ]
+
+
+def _metadata_ctx(B, n, layout, max_len, seed):
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    rows = torch.randint(-3, max_len, (B, n), device='cuda', generator=g, dtype=torch.int64).int()
+    if B:
+        rows.view(-1)[::7] = 0
+    if layout == '1d':
+        return rows[:, 0].contiguous()
+    if layout == 'misaligned':   # a [B] view starting 4 bytes into its storage: no 16-byte loads
+        buf = torch.empty(B + 1, dtype=torch.int32, device='cuda')
+        buf[1:] = rows[:, 0]
+        return buf[1:]
+    if layout == 'strided':      # [B, 1] rows 8 bytes apart
+        buf = torch.zeros(B, 2, dtype=torch.int32, device='cuda')
+        buf[:, 0] = rows[:, 0]
+        return buf[:, :1]
+    if layout == 'zeros':
+        return torch.zeros(B, n, dtype=torch.int32, device='cuda')
+    return rows.contiguous()
+
+
+@gpu
+@pytest.mark.parametrize('B,n,layout,num_sms,block_kv,max_len', _metadata_cases())
+def test_metadata_variants_match_model(B, n, layout, num_sms, block_kv, max_len, metadata_variant):
+    ctx = _metadata_ctx(B, n, layout, max_len, seed=B * 31 + n)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, block_kv, num_sms)
+    assert meta.shape == (num_sms + 1, 2) and meta.dtype == torch.int32 and meta.is_contiguous()
+    expect = metadata_model(ctx.cpu(), block_kv, num_sms)
+    # Every element compared (the output is a fresh buffer; poison it and run again to prove each is written)
+    assert torch.equal(meta.cpu(), expect)
+    meta.fill_(-7)
+    del meta
+    again = deep_gemm.get_paged_mqa_logits_metadata(ctx, block_kv, num_sms)
+    assert torch.equal(again.cpu(), expect)
+
+
+@gpu
+def test_metadata_deterministic_and_graph(metadata_variant):
+    num_sms = deep_gemm.get_num_sms()
+    ctx = _metadata_ctx(4096, 1, '2d', 65536, seed=5)
+    first = deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms)
+    for _ in range(20):
+        assert torch.equal(deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms), first)
+    assert torch.equal(first.cpu(), metadata_model(ctx.cpu(), 64, num_sms))
+    # Captured once, replayed on new lengths written into the same buffer
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms)
+    for seed in (6, 7):
+        ctx.copy_(_metadata_ctx(4096, 1, '2d', 65536 if seed == 6 else 300, seed=seed))
+        out.fill_(-1)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out.cpu(), metadata_model(ctx.cpu(), 64, num_sms))
+
+
+@gpu
+def test_host_probes_return_none_or_match():
+    # The host-overhead breakdown entry points (benchmarks/host_overhead.py): early stages return None, and the
+    # full stage equals the public call
+    num_sms = deep_gemm.get_num_sms()
+    ctx = torch.tensor([[100], [0], [5000]], dtype=torch.int32, device='cuda')
+    for stage in range(4):
+        assert deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, stage) is None
+    assert torch.equal(deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, -1),
+                       deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms))
+    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `block_kv` must be positive'):
+        deep_gemm._C._paged_metadata_probe(ctx, 0, num_sms, 1)
+
+
 # ------------------------------------------------------------------------------------------------------ logits
 SWEEP = [
     # H, D, block_kv, next_n, extra options
@@ -181,12 +278,15 @@ def test_sm90_fp8_mma_forms(H, D, block_kv, next_n, monkeypatch):
     c = make_case(4, next_n, H, D, block_kv, 900, seed=H + D + next_n)
     monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
     outs = {}
-    for form in ('f16', 'plain'):
+    for form, q_place in (('f16', 'smem'), ('f16', 'regs'), ('plain', 'smem')):
         monkeypatch.setenv('DG_SM90_FP8_MMA', form)
-        outs[form] = run(c)
-        check(c, outs[form])
+        monkeypatch.setenv('DG_SM90_F16_Q', q_place)
+        outs[form, q_place] = run(c)
+        check(c, outs[form, q_place])
     mask = valid_mask(c)
-    assert calc_diff(outs['f16'][mask], outs['plain'][mask]) < 1e-9
+    # q in shared memory or in registers: the same products in the same order
+    assert torch.equal(outs['f16', 'smem'][mask], outs['f16', 'regs'][mask])
+    assert calc_diff(outs['f16', 'smem'][mask], outs['plain', 'smem'][mask]) < 1e-9
     monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
     with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
         run(c)
@@ -434,3 +534,21 @@ def test_compile_one_config_sm120a():
              in c['description'] and 'block_scaled' in c['description'])
     r = deep_gemm._C.compile_kernel_config('sm_120a', i)
     assert r['spill_stores'] == 0 and r['stack_frame'] == 0 and r['total_smem'] <= 101376
+
+
+@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
+def test_host_probes_cpu():
+    # Stage 0 stops right after pybind's conversion; later stages run the real checks (same messages)
+    ctx = torch.ones(2, 1, dtype=torch.int32)
+    assert deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 0) is None
+    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `context_lens` must be a CUDA tensor'):
+        deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 1)
+    q = torch.zeros(2, 1, 64, 128).to(torch.float8_e4m3fn)
+    args = (q, torch.zeros(4, 64, 1, 132, dtype=torch.uint8), torch.zeros(2, 64), ctx,
+            torch.zeros(2, 4, dtype=torch.int32), torch.zeros(5, 2, dtype=torch.int32), 256, False, None)
+    assert deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 0) is None
+    with pytest.raises(ValueError, match='fp8_paged_mqa_logits: `q` must be a CUDA tensor'):
+        deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 1)
+    with pytest.raises(ValueError, match='_set_paged_metadata_variant: `variant` must be 1 or 2; got 3'):
+        deep_gemm._C._set_paged_metadata_variant(3)
+    assert deep_gemm._C._get_paged_metadata_variant() in (1, 2)

@@ -288,8 +288,39 @@ inline torch::Tensor fp8_paged_mqa_logits(const torch::Tensor& q, const torch::T
                             schedule_meta, max_context_len, clean_logits, torch::kFloat, indices);
 }
 
+// Internal, for benchmarks/host_overhead.py: the same calls stopped after a stage (see `stop_at` in
+// sm120_fp8_paged_mqa_logits.hpp), so one GPU run shows where the host microseconds go. Stage 0 returns right
+// after pybind's argument conversion.
+inline torch::Tensor paged_metadata_probe(const torch::Tensor& context_lens, int block_kv, int num_sms, int stop_at) {
+    if (stop_at == 0)
+        return {};
+    return get_paged_mqa_logits_metadata_staged(context_lens, block_kv, num_sms, std::nullopt, stop_at);
+}
+
+inline torch::Tensor fp8_paged_mqa_logits_probe(const torch::Tensor& q, const torch::Tensor& kv_cache,
+                                                const torch::Tensor& weights, const torch::Tensor& context_lens,
+                                                const torch::Tensor& block_table, const torch::Tensor& schedule_meta,
+                                                int64_t max_context_len, bool clean_logits,
+                                                const std::optional<torch::Tensor>& indices, int stop_at) {
+    if (stop_at == 0)
+        return {};
+    return paged_mqa_logits("fp8_paged_mqa_logits", q, std::nullopt, kv_cache, weights, context_lens, block_table,
+                            schedule_meta, max_context_len, clean_logits, torch::kFloat, indices, stop_at);
+}
+
 inline void register_paged_apis(pybind11::module_& m) {
     namespace py = pybind11;
+    m.def("_paged_metadata_probe", &paged_metadata_probe, py::arg("context_lens"), py::arg("block_kv"),
+          py::arg("num_sms"), py::arg("stop_at"));
+    m.def("_fp8_paged_mqa_logits_probe", &fp8_paged_mqa_logits_probe, py::arg("q"), py::arg("kv_cache"),
+          py::arg("weights"), py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"),
+          py::arg("max_context_len"), py::arg("clean_logits"), py::arg("indices"), py::arg("stop_at"));
+    // Internal: the metadata kernel variant (2: default; 1: the first version, for one A/B measurement)
+    m.def("_set_paged_metadata_variant", [](int v) {
+        DG_CHECK(v == 1 or v == 2, "_set_paged_metadata_variant: `variant` must be 1 or 2; got ", v);
+        PagedMetadataConfig::variant().store(v);
+    }, py::arg("variant"));
+    m.def("_get_paged_metadata_variant", []() { return PagedMetadataConfig::variant().load(); });
     m.def("get_paged_mqa_logits_metadata", &get_paged_mqa_logits_metadata, py::arg("context_lens"),
           py::arg("block_kv"), py::arg("num_sms"), py::arg("indices") = py::none());
     m.def("fp8_paged_mqa_logits", &fp8_paged_mqa_logits, py::arg("q"), py::arg("kv_cache"), py::arg("weights"),

@@ -39,7 +39,8 @@ def main(argv=None):
     c = measure()
     print(f'GPU: {c.device}   SM120 mode: {"on" if __import__("os").environ.get("DG_SM120_MODE") else "off"}')
     print(f'Ceilings measured now: read {c.read_bw / 1e9:.0f} GB/s, write {c.write_bw / 1e9:.0f} GB/s, '
-          f'FP8 mma.sync {c.fp8_mma / 1e12:.0f} TFLOP/s, TF32 mma.sync {c.tf32_mma / 1e12:.0f} TFLOP/s\n')
+          f'FP8 mma.sync {c.fp8_mma / 1e12:.0f} TFLOP/s, TF32 mma.sync {c.tf32_mma / 1e12:.0f} TFLOP/s, '
+          f'BF16 mma.sync {c.bf16_mma / 1e12:.0f} TFLOP/s\n')
 
     rows = []
     for fam in args.only or FAMILIES:

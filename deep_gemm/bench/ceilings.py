@@ -33,9 +33,11 @@ def measure(buffer_bytes=2 << 30, reps=10):
     fp8_kind = 'mma_fp8_block_scaled' if major == 12 else 'mma_fp8'
     fp8_s = _time(lambda: ext.launch_ceiling(fp8_kind, sink, iters, blocks_per_sm), reps)
     tf32_s = _time(lambda: ext.launch_ceiling('mma_tf32', sink, iters, blocks_per_sm), reps)
+    bf16_s = _time(lambda: ext.launch_ceiling('mma_bf16', sink, iters, blocks_per_sm), reps)
     del buf
     return Ceilings(
         device=f'{torch.cuda.get_device_name()} ({num_sms} SMs)',
         read_bw=buffer_bytes / read_s, write_bw=buffer_bytes / write_s,
         fp8_mma=warps * iters * accum * (2 * 16 * 8 * 32) / fp8_s,
-        tf32_mma=warps * iters * accum * (2 * 16 * 8 * 8) / tf32_s)
+        tf32_mma=warps * iters * accum * (2 * 16 * 8 * 8) / tf32_s,
+        bf16_mma=warps * iters * accum * (2 * 16 * 8 * 16) / bf16_s)

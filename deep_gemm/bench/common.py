@@ -10,12 +10,13 @@ class Ceilings:
     write_bw: float         # bytes/s, a streaming write
     fp8_mma: float          # FLOP/s, an FP8 `mma.sync` m16n8k32 loop with independent accumulators
     tf32_mma: float         # FLOP/s, a TF32 `mma.sync` m16n8k8 loop
+    bf16_mma: float = 0.0   # FLOP/s, a BF16 `mma.sync` m16n8k16 loop
 
     @property
     def fp4_mma(self):
-        # Off sm_120a/121a the FP4 kernels run their portable form (bf16 mma.sync on dequantized values), whose
-        # rate we bound by the FP8 one measured here; on an SM120 card the FP4 peak is its own (SM120_CARDS)
-        return self.fp8_mma
+        # Off sm_120a/121a the FP4 kernels run their portable form (bf16 mma.sync on dequantized values), bound by
+        # the BF16 loop measured here; on an SM120 card the FP4 peak is its own (SM120_CARDS)
+        return self.bf16_mma or self.fp8_mma
 
 
 # The SM120 cards we project onto (SM120.md §1): DRAM bandwidth, FP8 and TF32 dense peaks (FP32 accumulate)

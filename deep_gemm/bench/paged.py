@@ -101,7 +101,7 @@ def _fp4_rows(num_sms):
                     bytes_read=tokens * (D // 2 + 4) + q.numel() + q_sf.numel() * 4 + w.numel() * 4 + bt.numel() * 4,
                     bytes_written=valid * 4, flops=2 * H * D * valid, mma='fp4_mma', check=check,
                     notes=['the portable FP4 form (every GPU but sm_120a/121a) runs dequantized bf16 mma.sync '
-                           'm16n8k16, measured against the FP8 mma.sync ceiling; the SM120 columns use the cards\' '
+                           'm16n8k16, measured against the BF16 mma.sync ceiling; the SM120 columns use the cards\' '
                            'FP4 peak']))
     del q, q_sf, kv, w, ctx, bt
     torch.cuda.empty_cache()
@@ -150,21 +150,25 @@ def run(ceilings) -> list:
                         bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
                         bytes_written=valid * 4, flops=2 * H * D * valid, check=check))
         if torch.cuda.get_device_capability() == (9, 0) and B == 64 and next_n == 1:
-            # sm_90 only: the same case with ptxas' emulation of the plain FP8 mma.sync instead of the F16 route
-            previous = os.environ.get('DG_SM90_FP8_MMA')
-            os.environ['DG_SM90_FP8_MMA'] = 'plain'
-            try:
-                check = _check(call(), q, kv, w, ctx, bt)
-                t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
-            finally:
-                if previous is None:
-                    os.environ.pop('DG_SM90_FP8_MMA')
-                else:
-                    os.environ['DG_SM90_FP8_MMA'] = previous
-            rows.append(Row(name=f'  same, DG_SM90_FP8_MMA=plain', seconds=t,
-                            bytes_read=rows[-1].bytes_read, bytes_written=rows[-1].bytes_written,
-                            flops=rows[-1].flops, check=check,
-                            notes=['sm_90 only: ptxas emulates the plain FP8 mma.sync (the form before the F16 route)']))
+            # sm_90 only: the same case with ptxas' emulation of the plain FP8 mma.sync instead of the F16 route, and
+            # the F16 route with q's raw registers converted per use instead of q converted once into shared memory
+            for var, value, note in (('DG_SM90_FP8_MMA', 'plain', 'ptxas emulates the plain FP8 mma.sync (the form '
+                                      'before the F16 route)'),
+                                     ('DG_SM90_F16_Q', 'regs', 'F16 route, q converted per use from registers')):
+                previous = os.environ.get(var)
+                os.environ[var] = value
+                try:
+                    check = _check(call(), q, kv, w, ctx, bt)
+                    t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+                finally:
+                    if previous is None:
+                        os.environ.pop(var)
+                    else:
+                        os.environ[var] = previous
+                main = rows[-1] if not rows[-1].name.startswith('  same') else rows[-2]
+                rows.append(Row(name=f'  same, {var}={value}', seconds=t, bytes_read=main.bytes_read,
+                                bytes_written=main.bytes_written, flops=main.flops, check=check,
+                                notes=[f'sm_90 only: {note}']))
         del q, kv, w, ctx, bt
         torch.cuda.empty_cache()
 
@@ -182,5 +186,38 @@ def run(ceilings) -> list:
     ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
     t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
     rows.append(Row(name='paged_mqa_logits_metadata B=4096', seconds=t, bytes_read=ctx.numel() * 4 * 2,
+                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch'))
+    rows.extend(_metadata_ab_rows(num_sms, ctx, expect))
+    return rows
+
+
+def _metadata_ab_rows(num_sms, ctx, expect):
+    """The first metadata kernel (variant 1) on the same B = 4096 input, for one A/B against the default row above,
+    and the default kernel on B = 16384 (its segment-walk path)."""
+    import deep_gemm
+    rows = []
+    old = deep_gemm._C._get_paged_metadata_variant()
+    try:
+        deep_gemm._C._set_paged_metadata_variant(1)
+        meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+        ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
+        t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
+        rows.append(Row(name='paged_mqa_logits_metadata B=4096 (v1 kernel, A/B)', seconds=t,
+                        bytes_read=ctx.numel() * 4 * 2, bytes_written=meta.numel() * 4, flops=0,
+                        check='ok' if ok else 'FAIL schedule mismatch'))
+    finally:
+        deep_gemm._C._set_paged_metadata_variant(old)
+    B = 16384
+    ctx = torch.randint(1, 65536, (B,), dtype=torch.int32, device='cuda')
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
+    pages = (ctx.long() + BKV - 1) // BKV
+    total = int(pages.sum())
+    s = torch.arange(num_sms, device='cuda', dtype=torch.long) * total // num_sms
+    incl = pages.cumsum(0)
+    b = torch.searchsorted(incl, s, right=True)
+    expect = torch.stack([b, s - (incl[b] - pages[b])], 1).int()
+    ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [B, 0]
+    t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
+    rows.append(Row(name=f'paged_mqa_logits_metadata B={B}', seconds=t, bytes_read=ctx.numel() * 4 * 2,
                     bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch'))
     return rows

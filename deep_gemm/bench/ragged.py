@@ -173,6 +173,6 @@ def run(ceilings) -> list:
     rows.append(Row(name=f'fp4 mqa_logits S={S} N={n // 1024}K H={H} D={D} causal', seconds=t,
                     bytes_read=bytes_read, bytes_written=pairs * 4, flops=2 * H * D * pairs, mma='fp4_mma',
                     check=check,
-                    notes=[f'this GPU (sm_{arch[0]}{arch[1]}) runs {form}; the floor here uses the FP8 mma.sync '
+                    notes=[f'this GPU (sm_{arch[0]}{arch[1]}) runs {form}; the floor here uses the BF16 mma.sync '
                            f'ceiling, the SM120 columns the cards\' FP4 peaks (SM120.md §1)']))
     return rows

@@ -39,6 +39,13 @@ struct PagedMQALogitsHeuristics {
         return not native and num_heads == 64 and head_dim == 128;
     }
 
+    // The F16 route of sm_90 keeps q converted (f16) in shared memory for H = 64, D = 128 (the production shape), so
+    // only the keys are converted per m-group (64 instead of 192 conversions per 128 MMAs); other shapes convert q's
+    // raw registers per use
+    static bool f16_q_smem(int num_heads, int head_dim) {
+        return num_heads == 64 and head_dim == 128 and get_env("DG_SM90_F16_Q") != "regs";
+    }
+
     // Shared memory of the kernel's q regions (portable FP4 with q in shared memory): per consumer warp, H rows of
     // D bf16
     static int q_smem_bytes(int num_heads, int head_dim) {

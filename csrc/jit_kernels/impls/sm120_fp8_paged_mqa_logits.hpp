@@ -15,6 +15,7 @@
 #include <torch/python.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -38,19 +39,35 @@ constexpr int kPagedContextLens2DFlag = 1, kPagedWeightsBF16Flag = 2, kPagedLogi
               kPagedAligned16Flag = 8;
 
 // ---------------------------------------------------------------------------------------------------- configs
+// NOTES: v2 (the default) keeps up to kRegs requests per thread in registers (B <= 4096 with 512 threads); v1 (1024
+// threads, the first version) stays selectable through `_C._set_paged_metadata_variant(1)` for one A/B measurement
 struct PagedMetadataConfig {
-    static constexpr int kNumThreads = 1024;
+    static constexpr int kNumThreads = 512, kRegs = 8;
+    static constexpr int kV1NumThreads = 1024;
 
     static std::string symbol() { return "smxx_paged_mqa_logits_metadata"; }
+    static std::string symbol_v1() { return "smxx_paged_mqa_logits_metadata_v1"; }
 
-    static std::string generate() {
+    static std::string generate_variant(bool v1) {
+        const int threads = v1 ? kV1NumThreads : kNumThreads;
         return cat("#include <deep_gemm/impls/smxx_paged_mqa_logits_metadata.cuh>\n\n",
-                   "extern \"C\" __global__ void __launch_bounds__(", kNumThreads, ", 1) ", symbol(), "(\n",
+                   "extern \"C\" __global__ void __launch_bounds__(", threads, ", 1) ", v1 ? symbol_v1() : symbol(),
+                   "(\n",
                    "        const int* context_lens, int num_requests, long long stride_b, long long stride_t,\n",
                    "        int next_n, int is_2d, int block_kv, int num_sms, int* meta) {\n",
-                   "    deep_gemm::smxx_paged_mqa_logits_metadata_impl<", kNumThreads, ">(\n",
+                   v1 ? cat("    deep_gemm::smxx_paged_mqa_logits_metadata_v1_impl<", threads, ">(\n")
+                      : cat("    deep_gemm::smxx_paged_mqa_logits_metadata_impl<", threads, ", ", kRegs, ">(\n"),
                    "        context_lens, num_requests, stride_b, stride_t, next_n, is_2d != 0, block_kv, num_sms, meta);\n",
                    "}\n");
+    }
+
+    static std::string generate() { return generate_variant(false); }
+    static std::string generate_v1() { return generate_variant(true); }
+
+    // 2: the default kernel; 1: the first version (an internal switch for A/B measurements, not an env read)
+    static std::atomic<int>& variant() {
+        static std::atomic<int> v{2};
+        return v;
     }
 };
 
@@ -58,17 +75,20 @@ struct PagedMQALogitsConfig {
     int num_heads = 64, head_dim = 128, block_kv = 64, num_stages = 2;
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
-    bool q_smem = false;        // portable FP4: q dequantized once per row into shared memory
+    bool q_smem = false;        // portable FP4 / F16 route: q converted once per row into shared memory
     bool f16_mma = false;       // FP8 on sm_90: operands converted to F16 once per k step (`choose_f16_fp8_mma`)
 
     // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
+    // `q_aligned16`: q's rows start 16-byte aligned (the F16 route's q-in-shared-memory loads are 16-byte vectors)
     static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     bool f16 = false) {
+                                     bool f16 = false, bool q_aligned16 = true) {
         const int row_bytes = fp4 ? d / 2 : d;
-        const bool q_smem = fp4 and PagedMQALogitsHeuristics::fp4_q_smem(h, d, fast);
+        const bool f16_form = f16 and not fp4 and not fast;
+        const bool q_smem = fp4 ? PagedMQALogitsHeuristics::fp4_q_smem(h, d, fast)
+                                : f16_form and q_aligned16 and PagedMQALogitsHeuristics::f16_q_smem(h, d);
         const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d) : 0;
         return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, q_smem,
-                f16 and not fp4 and not fast};
+                f16_form};
     }
 
     int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
@@ -162,8 +182,9 @@ struct PagedMQALogitsConfig {
 namespace paged_detail {
 
 // Compiled kernels per (config key, device): a lookup is a mutex and a hash of one integer
-inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const std::function<std::string()>& source,
-                                       const std::string& symbol) {
+// NOTES: `source` and `symbol` are callables, invoked only on a miss (no string is built on the warm path)
+template <typename Source, typename Symbol>
+inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const Source& source, const Symbol& symbol) {
     static std::mutex mutex;
     static std::unordered_map<uint64_t, std::shared_ptr<jit::KernelRuntime>> cache;
     const uint64_t full_key = key ^ (static_cast<uint64_t>(device & 0xff) << 48);
@@ -172,7 +193,7 @@ inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const std::func
         if (const auto it = cache.find(full_key); it != cache.end())
             return it->second.get();
     }
-    auto rt = jit::KernelCache::get().lookup_or_build(symbol, source(), jit::DeviceRuntime::compile_target(device));
+    auto rt = jit::KernelCache::get().lookup_or_build(symbol(), source(), jit::DeviceRuntime::compile_target(device));
     std::lock_guard<std::mutex> lock(mutex);
     return cache.emplace(full_key, std::move(rt)).first->second.get();
 }
@@ -195,17 +216,23 @@ inline bool is_capturing() {
 
 } // namespace paged_detail
 
+// `dry_run`: everything but the driver call (the host-overhead breakdown of benchmarks/host_overhead.py)
 inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n, int block_kv, int num_sms,
-                                  const torch::Tensor& meta) {
+                                  const torch::Tensor& meta, bool dry_run = false) {
     const int device = context_lens.get_device();
-    const auto runtime = paged_detail::runtime_for(uint64_t(1) << 63, device, &PagedMetadataConfig::generate,
-                                                   PagedMetadataConfig::symbol());
+    const bool v1 = PagedMetadataConfig::variant().load(std::memory_order_relaxed) == 1;
+    const auto runtime = v1 ? paged_detail::runtime_for((uint64_t(1) << 63) | 1, device,
+                                                        &PagedMetadataConfig::generate_v1, &PagedMetadataConfig::symbol_v1)
+                            : paged_detail::runtime_for(uint64_t(1) << 63, device, &PagedMetadataConfig::generate,
+                                                        &PagedMetadataConfig::symbol);
     const bool is_2d = context_lens.dim() == 2;
     jit::LaunchConfig launch;
     launch.grid_x = 1;
-    launch.block_x = PagedMetadataConfig::kNumThreads;
+    launch.block_x = v1 ? PagedMetadataConfig::kV1NumThreads : PagedMetadataConfig::kNumThreads;
     launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
     launch.device = device;
+    if (dry_run)
+        return;
     runtime->launch(launch, static_cast<const int*>(context_lens.data_ptr<int>()),
                     static_cast<int>(context_lens.size(0)), static_cast<long long>(context_lens.stride(0)),
                     static_cast<long long>(is_2d ? context_lens.stride(1) : 0), next_n, is_2d ? 1 : 0, block_kv,
@@ -234,15 +261,17 @@ struct PagedLogitsArgs {
 };
 
 inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedLogitsArgs& a, int device,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, bool dry_run = false) {
     const auto runtime = paged_detail::runtime_for(config.key(), device, [&]() { return config.generate(); },
-                                                   config.symbol());
+                                                   [&]() { return config.symbol(); });
     jit::LaunchConfig launch;
     launch.grid_x = static_cast<unsigned>(a.num_sms);
     launch.block_x = static_cast<unsigned>(config.num_threads());
     launch.smem_bytes = static_cast<unsigned>(config.smem_bytes());
     launch.stream = stream;
     launch.device = device;
+    if (dry_run)
+        return;
     runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.kv_cache),
                     static_cast<long long>(a.page_stride), a.num_pool_pages, a.weights,
                     static_cast<long long>(a.weights_stride), a.context_lens, static_cast<long long>(a.cl_stride_b),
@@ -410,21 +439,35 @@ inline void check_paged_indices(const ArgCheck& c, const std::optional<torch::Te
              describe(context_lens));
 }
 
-inline torch::Tensor get_paged_mqa_logits_metadata(const torch::Tensor& context_lens, int block_kv, int num_sms,
-                                                   const std::optional<torch::Tensor>& indices) {
+// `stop_at` >= 0 (internal, the host-overhead breakdown only): return an undefined tensor after stage 1 (the
+// argument checks), 2 (the device guard and the allocation) or 3 (the kernel lookup, no launch)
+inline torch::Tensor get_paged_mqa_logits_metadata_staged(const torch::Tensor& context_lens, int block_kv,
+                                                          int num_sms, const std::optional<torch::Tensor>& indices,
+                                                          int stop_at) {
     const ArgCheck c{"get_paged_mqa_logits_metadata"};
     check_paged_context_lens(c, context_lens);
     DG_CHECK(block_kv > 0, c.fn, ": `block_kv` must be positive; got ", block_kv);
     DG_CHECK(num_sms > 0, c.fn, ": `num_sms` must be positive; got ", num_sms);
     check_paged_indices(c, indices, context_lens);
-    // NOTES: `indices` (varlen) needs nothing here: every token is scheduled as its own request
+    if (stop_at == 1)
+        return {};
+    // NOTES: `indices` (varlen) needs nothing here: every token is scheduled as its own request. The output comes
+    // straight from the CUDA caching allocator (`new_device_tensor`: no dispatcher round-trip)
     const c10::cuda::CUDAGuard guard(context_lens.device());
-    const auto meta = torch::empty({num_sms + 1, 2}, context_lens.options());
+    const std::array<int64_t, 2> sizes = {static_cast<int64_t>(num_sms) + 1, 2};
+    const auto meta = new_device_tensor(at::IntArrayRef(sizes), torch::kInt, context_lens.device());
+    if (stop_at == 2)
+        return {};
     const int next_n = context_lens.dim() == 2 ? static_cast<int>(context_lens.size(1)) : 1;
     if (context_lens.dim() == 2 and next_n == 0)
         return meta.fill_(0).index_put_({-1, 0}, static_cast<int>(context_lens.size(0)));
-    launch_paged_metadata(context_lens, next_n, block_kv, num_sms, meta);
-    return meta;
+    launch_paged_metadata(context_lens, next_n, block_kv, num_sms, meta, stop_at == 3);
+    return stop_at == 3 ? torch::Tensor() : meta;
+}
+
+inline torch::Tensor get_paged_mqa_logits_metadata(const torch::Tensor& context_lens, int block_kv, int num_sms,
+                                                   const std::optional<torch::Tensor>& indices) {
+    return get_paged_mqa_logits_metadata_staged(context_lens, block_kv, num_sms, indices, -1);
 }
 
 // `q_sf` present: the FP4 form (q packed e2m1 int8 [B, next_n, H, D/2], q_sf int32 [B, next_n, H], an FP4 cache
@@ -433,7 +476,8 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
                                       const torch::Tensor& kv_cache, const torch::Tensor& weights,
                                       const torch::Tensor& context_lens, const torch::Tensor& block_table,
                                       const torch::Tensor& schedule_meta, int64_t max_context_len, bool clean_logits,
-                                      at::ScalarType logits_dtype, const std::optional<torch::Tensor>& indices) {
+                                      at::ScalarType logits_dtype, const std::optional<torch::Tensor>& indices,
+                                      int stop_at = -1) {
     const ArgCheck c{fn};
     const bool fp4 = q_sf.has_value();
     c.cuda(q, "q");
@@ -546,9 +590,13 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     DG_CHECK(0 <= max_context_len and max_context_len < (int64_t(1) << 31), fn,
              ": `max_context_len` must be in [0, 2^31); got ", max_context_len);
 
+    if (stop_at == 1)
+        return {};
     const c10::cuda::CUDAGuard guard(device);
     check_context_lens_values(fn, context_lens, block_table.size(1), static_cast<int>(block_kv),
                               static_cast<int>(max_context_len), static_cast<int>(next_n));
+    if (stop_at == 2)
+        return {};
 
     // The output: [B * next_n, max_context_len] with an aligned row stride, over a whole [B * next_n, stride]
     // allocation. NOTES: the fresh tensor's sizes are set in place (no view op on the warm path); the kernels
@@ -560,6 +608,8 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     logits.unsafeGetTensorImpl()->set_sizes_and_strides(at::IntArrayRef(sizes), at::IntArrayRef(strides));
     if (B == 0 or max_context_len == 0)
         return logits;
+    if (stop_at == 3)
+        return {};
 
     const int dev_index = device.index();
     const ArchSpec& arch = paged_detail::arch_spec(dev_index);
@@ -573,7 +623,9 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     if (fp4 and fast != config.fast_mma)
         config = PagedMQALogitsConfig::make(arch, h, d, bkv, true, fast);
     config.fast_mma = fast;
-    config.f16_mma = not fp4 and not fast and choose_f16_fp8_mma(arch);
+    if (not fp4 and not fast and choose_f16_fp8_mma(arch))
+        config = PagedMQALogitsConfig::make(arch, h, d, bkv, false, false, true,
+                                            reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0);
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 
@@ -591,7 +643,11 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
                             block_table.stride(0), static_cast<int>(std::min<int64_t>(block_table.size(1), INT32_MAX)),
                             schedule_meta.data_ptr<int>(), num_sms, logits.data_ptr(), stride, static_cast<int>(B),
                             static_cast<int>(next_n), static_cast<int>(max_context_len), flags};
-    launch_paged_logits(config, a, dev_index, stream);
+    if (stop_at == 4)
+        return {};
+    launch_paged_logits(config, a, dev_index, stream, stop_at == 5);
+    if (stop_at == 5)
+        return {};
     if (clean_logits)
         launch_clean_logits(logits, static_cast<int>(B * next_n), static_cast<int>(max_context_len),
                             context_lens.dim() == 2 ? CleanMode::kPaged2D : CleanMode::kPaged1D, nullptr,

@@ -12,7 +12,7 @@
 namespace deep_gemm {
 
 struct CeilingConfig {
-    // "read", "write", "mma_fp8", "mma_fp8_block_scaled", "mma_tf32"
+    // "read", "write", "mma_fp8", "mma_fp8_block_scaled", "mma_tf32", "mma_bf16"
     std::string kind;
     static constexpr int kNumThreads = 256, kNumAccum = 8;
 
@@ -27,13 +27,13 @@ struct CeilingConfig {
         if (kind == "write")
             return s + cat("(uint4* data, long long num_vec, unsigned value) {\n",
                            "    deep_gemm::smxx_ceiling_write_impl<", kNumThreads, ">(data, num_vec, value);\n}\n");
-        const int id = kind == "mma_fp8" ? 0 : kind == "mma_fp8_block_scaled" ? 1 : 2;
+        const int id = kind == "mma_fp8" ? 0 : kind == "mma_fp8_block_scaled" ? 1 : kind == "mma_tf32" ? 2 : 3;
         return s + cat("(int num_iters, unsigned seed, float* sink) {\n",
                        "    deep_gemm::smxx_ceiling_mma_impl<", id, ", ", kNumAccum, ">(num_iters, seed, sink);\n}\n");
     }
 
     static std::vector<std::string> kinds(const ArchSpec& arch) {
-        std::vector<std::string> k = {"read", "write", "mma_tf32"};
+        std::vector<std::string> k = {"read", "write", "mma_tf32", "mma_bf16"};
         if (arch.fp8_mma) k.push_back("mma_fp8");
         if (arch.block_scaled_mma) k.push_back("mma_fp8_block_scaled");
         return k;

@@ -104,9 +104,9 @@ struct PagedWalker {
 // `PagedMQALogitsHeuristics::kNumThreads`). NOTES: 5 warps allow 255 registers, which 2 m-tiles per warp with
 // H = 64 need on sm_90 (9 warps would put 3 on some SM sub-partition, capping them at 168).
 //
-// kQSmem (portable FP4 only): each consumer warp dequantizes its row's q once into its own shared-memory region
-// (bf16, in the k order of `Fp4Mma<false>`, 16-byte chunks XOR-swizzled by head) and loads B fragments with
-// ldmatrix, instead of dequantizing raw q registers per m-group.
+// kQSmem (portable FP4 or the F16 route): each consumer warp dequantizes / converts its row's q once into its own
+// shared-memory region (bf16 in the k order of `Fp4Mma<false>`, or f16 in that of `mma::split_fp8_b`; 16-byte chunks
+// XOR-swizzled by head) and loads B fragments with ldmatrix, instead of converting raw q registers per m-group.
 //
 // kF16Mma (FP8 on sm_90 only): each k step's A and B fragments are converted to F16 once (`mma::split_fp8_a/b`) and
 // feed two f16 m16n8k16 MMAs that accumulate in place, instead of ptxas' per-MMA emulation of the FP8 instruction.
@@ -130,7 +130,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     static_assert(Layout::kChunksPerRow <= 8, "key rows up to 128 bytes");
     static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
-    static_assert(not kQSmem or (kFp4 and not kFastMma), "q in shared memory: the portable FP4 form only");
+    static_assert(not kQSmem or (kFp4 and not kFastMma) or kF16Mma, "q in shared memory: portable FP4 or F16 only");
     static_assert(not kF16Mma or (not kFp4 and not kFastMma), "the F16 route is an FP8 form of its own");
     // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
     constexpr int kQOffset = kNumStages * Layout::kStageBytes + align_up(kNumStages * 32, 128);
@@ -259,7 +259,38 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     row_len = min_of(max_of(len, 0), max_context_len);
                     const int64_t row = static_cast<int64_t>(b) * next_n + t;
                     const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
-                    if constexpr (kQSmem) {
+                    if constexpr (kQSmem and kF16Mma) {
+                        // Raw word w (4 e4m3, bytes 4w.. of head hd's row, w = ks * 8 + j * 4 + t) holds the k
+                        // positions of B register j at lane t of k step ks: its low byte pair (f16x2) goes to slot t
+                        // of chunk ks * 4 + j, its high pair to chunk ks * 4 + 2 + j, so that one ldmatrix matrix
+                        // (8 heads x 16 bytes) is B register j of the step's low (or high) f16 MMA. A lane takes
+                        // whole 16-byte vectors (t = 0..3 of one (ks, j)): two whole chunks out. All of a lane's
+                        // loads are issued before the first conversion (one memory latency per new row).
+                        constexpr int kVecsPerRow = kHeadDim / 16, kVecsPerLane = kNumHeads * kVecsPerRow / 32;
+                        static_assert(kNumHeads * kVecsPerRow % 32 == 0, "whole vectors per lane");
+                        uint4 raw[kVecsPerLane];
+                        #pragma unroll
+                        for (int i = 0; i < kVecsPerLane; ++i) {
+                            const int v = i * 32 + lane;
+                            raw[i] = __ldg(reinterpret_cast<const uint4*>(q_row) + v);
+                        }
+                        __syncwarp();   // every lane is done reading the previous row's q
+                        #pragma unroll
+                        for (int i = 0; i < kVecsPerLane; ++i) {
+                            const int v = i * 32 + lane, hd = v / kVecsPerRow, ks = (v % kVecsPerRow) / 2,
+                                      j = v % 2;
+                            const uint32_t words[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
+                            uint32_t lo[4], hi[4];
+                            #pragma unroll
+                            for (int t4 = 0; t4 < 4; ++t4)
+                                lo[t4] = mma::e4m3x2_to_f16x2<0>(words[t4]), hi[t4] = mma::e4m3x2_to_f16x2<1>(words[t4]);
+                            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + j)) =
+                                make_uint4(lo[0], lo[1], lo[2], lo[3]);
+                            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + 2 + j)) =
+                                make_uint4(hi[0], hi[1], hi[2], hi[3]);
+                        }
+                        __syncwarp();
+                    } else if constexpr (kQSmem) {
                         // Raw register r (8 e2m1, packed bytes 4k of head hd's row, k = r % (D / 8)) covers
                         // elements 64 ks + 32 h + 8 t + 0..7 (ks = k / 8, h = k / 4 % 2, t = k % 4); its bf16 pair
                         // j goes to 4-byte slot ((ks * 4 + j) * 2 + h) * 4 + t of the head's row, so that one
@@ -369,7 +400,15 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                             #pragma unroll
                             for (int n = 0; n < kNTiles; ++n) {
                                 uint32_t b_lo[2], b_hi[2];
-                                mma::split_fp8_b(b_lo, b_hi, qv[n][ks]);
+                                if constexpr (kQSmem) {
+                                    // Matrices lane / 8 = (low, j = 0), (low, 1), (high, 0), (high, 1): chunk
+                                    // ks * 4 + lane / 8 of heads n * 8 + lane % 8
+                                    uint32_t r4[4];
+                                    ptx::ldmatrix_x4(r4, q_smem + q_chunk(n * 8 + (lane & 7), ks * 4 + (lane >> 3)));
+                                    b_lo[0] = r4[0], b_lo[1] = r4[1], b_hi[0] = r4[2], b_hi[1] = r4[3];
+                                } else {
+                                    mma::split_fp8_b(b_lo, b_hi, qv[n][ks]);
+                                }
                                 #pragma unroll
                                 for (int m = 0; m < kMPerWarp; ++m) {
                                     mma::f16_m16n8k16(acc[m][n], a_lo[m], b_lo);

@@ -1,7 +1,7 @@
 #pragma once
 
 // Micro-kernels that measure this GPU's ceilings in the same run as the real kernels (SM120.md §3):
-// a streaming read, a streaming write, and FP8 / TF32 `mma.sync` loops with independent accumulators.
+// a streaming read, a streaming write, and FP8 / TF32 / BF16 `mma.sync` loops with independent accumulators.
 
 #include "../common/types.cuh"
 #include "../mma/mma.cuh"
@@ -33,7 +33,8 @@ DG_DEVICE void smxx_ceiling_write_impl(uint4* data, const int64_t num_vec, const
         asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" :: "l"(data + i), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
 
-// kKind: 0 = FP8 m16n8k32 plain, 1 = FP8 block-scaled (sm_120a/121a only), 2 = TF32 m16n8k8.
+// kKind: 0 = FP8 m16n8k32 plain, 1 = FP8 block-scaled (sm_120a/121a only), 2 = TF32 m16n8k8, 3 = BF16 m16n8k16
+// (the portable FP4 form's MMA).
 // NOTES: every accumulator gets its own A operand and A changes every iteration (as keys do in the indexer), so
 // ptxas can neither merge the products nor hoist sm_90's FP8 -> F16 conversions out of the loop; B stays fixed
 // (as the queries do). The xor costs one logic op per register, small beside an MMA.
@@ -54,7 +55,7 @@ DG_DEVICE void smxx_ceiling_mma_impl(const int num_iters, const uint32_t seed, f
         for (int i = 0; i < 4; ++ i) {
             a[j][i] = x ^ (0x01020304u * (j * 4 + i + 1));
             if constexpr (kKind == 2) a[j][i] = (a[j][i] & 0x007fe000u) | 0x3c000000u;
-            else a[j][i] &= 0x3b3b3b3bu;
+            else a[j][i] &= 0x3b3b3b3bu;   // FP8: small e4m3 bytes; BF16: two values near 2^-9
         }
     }
     float acc[kNumAccum][4] = {};
@@ -67,6 +68,7 @@ DG_DEVICE void smxx_ceiling_mma_impl(const int num_iters, const uint32_t seed, f
             if constexpr (kKind == 0) mma::fp8_m16n8k32(acc[j], a[j], b);
             if constexpr (kKind == 1) mma::fp8_m16n8k32_block_scaled(acc[j], a[j], b);
             if constexpr (kKind == 2) mma::tf32_m16n8k8(acc[j], a[j], b);
+            if constexpr (kKind == 3) mma::bf16_m16n8k16(acc[j], a[j], b);
         }
     }
     float total = 0;
