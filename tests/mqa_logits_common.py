@@ -122,6 +122,24 @@ def fused_clean_ranges(kind, s, n):
     raise ValueError(kind)
 
 
+# (S, N, H, D, ranges): few query tiles with long rows (each row's -inf columns shared by many key splits), every
+# kind of range (clamped, empty, reversed, causal, zig-zag, short, full), N not a multiple of 4 or 8 (scalar tails)
+FUSED_CLEAN_CASES = [
+    (5, 4001, 64, 128, 'random'),
+    (7, 9000, 16, 64, 'short'),
+    (3, 5000, 64, 32, 'empty'),
+    (20, 20000, 8, 64, 'causal'),
+    (40, 3001, 32, 128, 'clamped'),
+    (300, 1000, 64, 128, 'random'),
+    (250, 1203, 16, 32, 'zigzag'),
+    (101, 2999, 8, 128, 'mixed'),
+]
+
+
+def case_ids(cases):
+    return [f'S{s}-N{n}-H{h}-D{d}-{kind}' for s, n, h, d, kind in cases]
+
+
 def fused_clean(fam, s, n, h, d, kind, logits_dtype):
     """clean_logits=True writes the -inf columns inside the logits kernel (one launch, key splits sharing each row's
     -inf columns). Into NaN-poisoned buffers: every valid logit finite and right and every other column of [0, N)

@@ -112,24 +112,11 @@ def test_few_queries_split_keys():
     common.few_queries_split_keys(FP8)
 
 
-# (S, N, H, D, ranges): few query tiles with long rows (each row's -inf columns shared by many key splits), every
-# kind of range (clamped, empty, reversed, causal, zig-zag, short, full), N not a multiple of 4 or 8 (scalar tails)
-FUSED_CLEAN_CASES = [
-    (5, 4001, 64, 128, 'random'),
-    (7, 9000, 16, 64, 'short'),
-    (3, 5000, 64, 32, 'empty'),
-    (20, 20000, 8, 64, 'causal'),
-    (40, 3001, 32, 128, 'clamped'),
-    (300, 1000, 64, 128, 'random'),
-    (250, 1203, 16, 32, 'zigzag'),
-    (101, 2999, 8, 128, 'mixed'),
-]
 
 
 @gpu
 @pytest.mark.parametrize('logits_dtype', [torch.float32, torch.bfloat16], ids=['f32', 'bf16'])
-@pytest.mark.parametrize('s,n,h,d,kind', FUSED_CLEAN_CASES,
-                         ids=[f'S{c[0]}-N{c[1]}-H{c[2]}-D{c[3]}-{c[4]}' for c in FUSED_CLEAN_CASES])
+@pytest.mark.parametrize('s,n,h,d,kind', common.FUSED_CLEAN_CASES, ids=common.case_ids(common.FUSED_CLEAN_CASES))
 def test_fused_clean(s, n, h, d, kind, logits_dtype):
     common.fused_clean(FP8, s, n, h, d, kind, logits_dtype)
 

@@ -131,15 +131,6 @@ def test_metadata_all_zero_and_indices():
     assert torch.equal(meta.cpu(), torch.tensor([[10, 0]] * 9, dtype=torch.int32))
 
 
-@pytest.fixture(params=[2, 1], ids=['v2', 'v1'])
-def metadata_variant(request):
-    """Runs a test with each metadata kernel variant (2: the default; 1: the first version, kept for A/B)."""
-    old = deep_gemm._C._get_paged_metadata_variant()
-    deep_gemm._C._set_paged_metadata_variant(request.param)
-    yield request.param
-    deep_gemm._C._set_paged_metadata_variant(old)
-
-
 def _metadata_cases():
     # (B, n, layout, num_sms, block_kv, max_len): register path (B <= 4096) and segment-walk path (B > 4096); 16-byte
     # loads ([B], [B, 1]) and scalar ones (misaligned start, strided rows, n > 1); shift (power-of-two block_kv) and
@@ -176,7 +167,7 @@ def _metadata_ctx(B, n, layout, max_len, seed):
 
 @gpu
 @pytest.mark.parametrize('B,n,layout,num_sms,block_kv,max_len', _metadata_cases())
-def test_metadata_variants_match_model(B, n, layout, num_sms, block_kv, max_len, metadata_variant):
+def test_metadata_layouts_match_model(B, n, layout, num_sms, block_kv, max_len):
     ctx = _metadata_ctx(B, n, layout, max_len, seed=B * 31 + n)
     meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, block_kv, num_sms)
     assert meta.shape == (num_sms + 1, 2) and meta.dtype == torch.int32 and meta.is_contiguous()
@@ -190,7 +181,7 @@ def test_metadata_variants_match_model(B, n, layout, num_sms, block_kv, max_len,
 
 
 @gpu
-def test_metadata_deterministic_and_graph(metadata_variant):
+def test_metadata_deterministic_and_graph():
     num_sms = deep_gemm.get_num_sms()
     ctx = _metadata_ctx(4096, 1, '2d', 65536, seed=5)
     first = deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms)
@@ -549,6 +540,3 @@ def test_host_probes_cpu():
     assert deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 0) is None
     with pytest.raises(ValueError, match='fp8_paged_mqa_logits: `q` must be a CUDA tensor'):
         deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 1)
-    with pytest.raises(ValueError, match='_set_paged_metadata_variant: `variant` must be 1 or 2; got 3'):
-        deep_gemm._C._set_paged_metadata_variant(3)
-    assert deep_gemm._C._get_paged_metadata_variant() in (1, 2)

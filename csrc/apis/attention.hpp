@@ -315,12 +315,6 @@ inline void register_paged_apis(pybind11::module_& m) {
     m.def("_fp8_paged_mqa_logits_probe", &fp8_paged_mqa_logits_probe, py::arg("q"), py::arg("kv_cache"),
           py::arg("weights"), py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"),
           py::arg("max_context_len"), py::arg("clean_logits"), py::arg("indices"), py::arg("stop_at"));
-    // Internal: the metadata kernel variant (2: default; 1: the first version, for one A/B measurement)
-    m.def("_set_paged_metadata_variant", [](int v) {
-        DG_CHECK(v == 1 or v == 2, "_set_paged_metadata_variant: `variant` must be 1 or 2; got ", v);
-        PagedMetadataConfig::variant().store(v);
-    }, py::arg("variant"));
-    m.def("_get_paged_metadata_variant", []() { return PagedMetadataConfig::variant().load(); });
     m.def("get_paged_mqa_logits_metadata", &get_paged_mqa_logits_metadata, py::arg("context_lens"),
           py::arg("block_kv"), py::arg("num_sms"), py::arg("indices") = py::none());
     m.def("fp8_paged_mqa_logits", &fp8_paged_mqa_logits, py::arg("q"), py::arg("kv_cache"), py::arg("weights"),

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "compiler.hpp"
+#include "device_runtime.hpp"
 #include "kernel_runtime.hpp"
 
 namespace deep_gemm::jit {
@@ -112,9 +113,28 @@ inline ResourceUsage parse_ptxas_log(const std::string& log, const std::string& 
     return usage;
 }
 
+// The kernel families' warm-path identity of a compiled kernel: integers only (see `lookup_or_build_keyed`)
+struct KernelKey {
+    uint32_t family;        // `KernelFamily` (jit_kernels/registry.hpp)
+    int32_t device;
+    uint64_t config;        // the family's packed config
+
+    bool operator==(const KernelKey& o) const {
+        return family == o.family and device == o.device and config == o.config;
+    }
+};
+
+struct KernelKeyHash {
+    size_t operator()(const KernelKey& k) const {
+        return std::hash<uint64_t>()(k.config ^ (static_cast<uint64_t>(k.family) << 56) ^
+                                     (static_cast<uint64_t>(static_cast<uint32_t>(k.device)) << 40));
+    }
+};
+
 class KernelCache {
     std::shared_mutex mutex;
     std::unordered_map<std::string, std::shared_ptr<KernelRuntime>> kernels;
+    std::unordered_map<KernelKey, std::shared_ptr<KernelRuntime>, KernelKeyHash> keyed;
 
 public:
     static KernelCache& get() {
@@ -144,6 +164,24 @@ public:
         auto runtime = std::make_shared<KernelRuntime>(entry.cubin, symbol);
         std::unique_lock lock(mutex);
         return kernels.emplace(std::move(key), std::move(runtime)).first->second;
+    }
+
+    // The warm path of a launch: a kernel found by (family, packed config, device) with no string built or hashed.
+    // `source` and `symbol` are callables, run only on the first call for that key (which goes through
+    // `lookup_or_build`, so the source-keyed memory cache and the disk cache still apply). The pointer stays valid
+    // for the life of the process (entries are never removed).
+    template <typename Source, typename Symbol>
+    KernelRuntime* lookup_or_build_keyed(uint32_t family, uint64_t config, int device, const Source& source,
+                                         const Symbol& symbol) {
+        const KernelKey key{family, device, config};
+        {
+            std::shared_lock lock(mutex);
+            if (const auto it = keyed.find(key); it != keyed.end())
+                return it->second.get();
+        }
+        auto runtime = lookup_or_build(symbol(), source(), DeviceRuntime::compile_target(device));
+        std::unique_lock lock(mutex);
+        return keyed.emplace(key, std::move(runtime)).first->second.get();
     }
 
     size_t size() {

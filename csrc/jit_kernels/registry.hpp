@@ -10,6 +10,14 @@
 
 namespace deep_gemm {
 
+// Family tags of `jit::KernelCache::lookup_or_build_keyed` (one per config struct whose `key()` packs it)
+enum KernelFamily : uint32_t {
+    kFamilyPagedMetadata = 1,
+    kFamilyPagedLogits = 2,
+    kFamilyRaggedLogits = 3,
+    kFamilyCleanLogits = 4,
+};
+
 struct KernelSpec {
     std::string family;                     // e.g. "paged_mqa_logits"
     std::string symbol;                     // the `extern "C"` kernel name

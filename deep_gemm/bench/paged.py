@@ -174,8 +174,15 @@ def run(ceilings) -> list:
 
     rows.extend(_fp4_rows(num_sms))
 
-    # The metadata kernel for B = 4096
-    ctx = torch.randint(1, 65536, (4096, 1), dtype=torch.int32, device='cuda')
+    # The metadata kernel: B = 4096 (every request's pages in registers) and B = 16384 (its segment-walk path)
+    rows.extend(_metadata_row(num_sms, B) for B in (4096, 16384))
+    return rows
+
+
+def _metadata_row(num_sms, B):
+    """The schedule metadata kernel for B requests of random lengths, checked against a searchsorted model."""
+    import deep_gemm
+    ctx = torch.randint(1, 65536, (B, 1), dtype=torch.int32, device='cuda')
     meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
     pages = (ctx.view(-1).long() + BKV - 1) // BKV
     total = int(pages.sum())
@@ -183,41 +190,7 @@ def run(ceilings) -> list:
     incl = pages.cumsum(0)
     b = torch.searchsorted(incl, s, right=True)
     expect = torch.stack([b, s - (incl[b] - pages[b])], 1).int()
-    ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
-    t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
-    rows.append(Row(name='paged_mqa_logits_metadata B=4096', seconds=t, bytes_read=ctx.numel() * 4 * 2,
-                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch'))
-    rows.extend(_metadata_ab_rows(num_sms, ctx, expect))
-    return rows
-
-
-def _metadata_ab_rows(num_sms, ctx, expect):
-    """The first metadata kernel (variant 1) on the same B = 4096 input, for one A/B against the default row above,
-    and the default kernel on B = 16384 (its segment-walk path)."""
-    import deep_gemm
-    rows = []
-    old = deep_gemm._C._get_paged_metadata_variant()
-    try:
-        deep_gemm._C._set_paged_metadata_variant(1)
-        meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
-        ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [4096, 0]
-        t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
-        rows.append(Row(name='paged_mqa_logits_metadata B=4096 (v1 kernel, A/B)', seconds=t,
-                        bytes_read=ctx.numel() * 4 * 2, bytes_written=meta.numel() * 4, flops=0,
-                        check='ok' if ok else 'FAIL schedule mismatch'))
-    finally:
-        deep_gemm._C._set_paged_metadata_variant(old)
-    B = 16384
-    ctx = torch.randint(1, 65536, (B,), dtype=torch.int32, device='cuda')
-    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms)
-    pages = (ctx.long() + BKV - 1) // BKV
-    total = int(pages.sum())
-    s = torch.arange(num_sms, device='cuda', dtype=torch.long) * total // num_sms
-    incl = pages.cumsum(0)
-    b = torch.searchsorted(incl, s, right=True)
-    expect = torch.stack([b, s - (incl[b] - pages[b])], 1).int()
     ok = torch.equal(meta[:num_sms], expect) and meta[num_sms].tolist() == [B, 0]
     t = gpu_time(lambda: deep_gemm.get_paged_mqa_logits_metadata(ctx, BKV, num_sms), 'paged_mqa_logits_metadata')
-    rows.append(Row(name=f'paged_mqa_logits_metadata B={B}', seconds=t, bytes_read=ctx.numel() * 4 * 2,
-                    bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch'))
-    return rows
+    return Row(name=f'paged_mqa_logits_metadata B={B}', seconds=t, bytes_read=ctx.numel() * 4 * 2,
+               bytes_written=meta.numel() * 4, flops=0, check='ok' if ok else 'FAIL schedule mismatch')

@@ -3,7 +3,9 @@
 // NOTES: an `ArchSpec` is everything the heuristics may depend on. Configs are chosen from the spec, never from
 // the live device, so SM120 configs can be planned (and compiled, and tested) on any GPU or on no GPU at all.
 
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "../../jit/device_runtime.hpp"
 #include "../../utils/exception.hpp"
@@ -98,6 +100,19 @@ inline ArchSpec current_arch_spec() {
     spec.max_threads_per_sm = std::min(spec.max_threads_per_sm, rt.props().maxThreadsPerMultiProcessor);
     spec.num_sms = rt.get_num_sms();
     return spec;
+}
+
+// `current_arch_spec()` per (device, DG_SM120_MODE), computed once: the warm paths read it without querying the
+// device. Its `num_sms` is the value at first use; callers that plan grids override it with the live one
+// (`set_num_sms` may change it). The reference stays valid (the map's nodes never move).
+inline const ArchSpec& cached_arch_spec(int device) {
+    static std::mutex mutex;
+    static std::unordered_map<int, ArchSpec> cache;
+    const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
+    std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = cache.find(key); it != cache.end())
+        return it->second;
+    return cache.emplace(key, current_arch_spec()).first->second;
 }
 
 } // namespace deep_gemm

@@ -120,37 +120,6 @@ struct RaggedMqaLogitsArgs {
     bool clean_logits;
 };
 
-namespace ragged_detail {
-
-// Compiled kernels per (config, device): a warm lookup is a mutex and a hash of one integer
-inline jit::KernelRuntime* runtime_for(const RaggedMqaLogitsConfig& config, int device) {
-    static std::mutex mutex;
-    static std::unordered_map<uint64_t, std::shared_ptr<jit::KernelRuntime>> cache;
-    const uint64_t key = config.key() ^ (static_cast<uint64_t>(device & 0xff) << 48);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (const auto it = cache.find(key); it != cache.end())
-            return it->second.get();
-    }
-    auto rt = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
-                                                      jit::DeviceRuntime::compile_target(device));
-    std::lock_guard<std::mutex> lock(mutex);
-    return cache.emplace(key, std::move(rt)).first->second.get();
-}
-
-// The arch spec per (device, DG_SM120_MODE); the reference stays valid (the map's nodes never move)
-inline const ArchSpec& arch_spec(int device) {
-    static std::mutex mutex;
-    static std::unordered_map<int, ArchSpec> cache;
-    const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
-    std::lock_guard<std::mutex> lock(mutex);
-    if (const auto it = cache.find(key); it != cache.end())
-        return it->second;
-    return cache.emplace(key, current_arch_spec()).first->second;
-}
-
-} // namespace ragged_detail
-
 inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, const ArchSpec& arch,
                                           const RaggedMqaLogitsArgs& a, int device, cudaStream_t stream) {
     if (a.num_q == 0 or a.num_k == 0)
@@ -159,7 +128,8 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
     DG_HOST_ASSERT(not a.clean_logits or
                    (a.max_seqlen_k == 0 and reinterpret_cast<uintptr_t>(a.logits) % 16 == 0 and
                     a.logits_stride * (a.logits_bf16 ? 2 : 4) % 16 == 0));
-    const auto runtime = ragged_detail::runtime_for(config, device);
+    const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
+        kFamilyRaggedLogits, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
     const auto& p = config.plan;
     const int num_splits = p.num_splits(arch, a.num_q, a.num_k);
     const int num_tiles = (a.num_q + p.block_q() - 1) / p.block_q();
@@ -269,7 +239,7 @@ inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_he
     if (args.num_q == 0 or args.num_k == 0)
         return;
     // The cached spec, with the SM count of now (`set_num_sms` may change it between calls)
-    ArchSpec arch = ragged_detail::arch_spec(device);
+    ArchSpec arch = cached_arch_spec(device);
     arch.num_sms = jit::DeviceRuntime::get().get_num_sms();
     const bool sm120_form = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
     RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, sm120_form, fp4)};

@@ -39,35 +39,22 @@ constexpr int kPagedContextLens2DFlag = 1, kPagedWeightsBF16Flag = 2, kPagedLogi
               kPagedAligned16Flag = 8;
 
 // ---------------------------------------------------------------------------------------------------- configs
-// NOTES: v2 (the default) keeps up to kRegs requests per thread in registers (B <= 4096 with 512 threads); v1 (1024
-// threads, the first version) stays selectable through `_C._set_paged_metadata_variant(1)` for one A/B measurement
+// NOTES: up to kRegs requests per thread stay in registers (B <= 4096 with 512 threads); larger B walks each
+// thread's segment again. Measured on the H100 (run 8): 2.6 us for B = 4096, vs 5.1 us for the first version
+// (1024 threads, four block barriers; removed).
 struct PagedMetadataConfig {
     static constexpr int kNumThreads = 512, kRegs = 8;
-    static constexpr int kV1NumThreads = 1024;
 
     static std::string symbol() { return "smxx_paged_mqa_logits_metadata"; }
-    static std::string symbol_v1() { return "smxx_paged_mqa_logits_metadata_v1"; }
 
-    static std::string generate_variant(bool v1) {
-        const int threads = v1 ? kV1NumThreads : kNumThreads;
+    static std::string generate() {
         return cat("#include <deep_gemm/impls/smxx_paged_mqa_logits_metadata.cuh>\n\n",
-                   "extern \"C\" __global__ void __launch_bounds__(", threads, ", 1) ", v1 ? symbol_v1() : symbol(),
-                   "(\n",
+                   "extern \"C\" __global__ void __launch_bounds__(", kNumThreads, ", 1) ", symbol(), "(\n",
                    "        const int* context_lens, int num_requests, long long stride_b, long long stride_t,\n",
                    "        int next_n, int is_2d, int block_kv, int num_sms, int* meta) {\n",
-                   v1 ? cat("    deep_gemm::smxx_paged_mqa_logits_metadata_v1_impl<", threads, ">(\n")
-                      : cat("    deep_gemm::smxx_paged_mqa_logits_metadata_impl<", threads, ", ", kRegs, ">(\n"),
+                   "    deep_gemm::smxx_paged_mqa_logits_metadata_impl<", kNumThreads, ", ", kRegs, ">(\n",
                    "        context_lens, num_requests, stride_b, stride_t, next_n, is_2d != 0, block_kv, num_sms, meta);\n",
                    "}\n");
-    }
-
-    static std::string generate() { return generate_variant(false); }
-    static std::string generate_v1() { return generate_variant(true); }
-
-    // 2: the default kernel; 1: the first version (an internal switch for A/B measurements, not an env read)
-    static std::atomic<int>& variant() {
-        static std::atomic<int> v{2};
-        return v;
     }
 };
 
@@ -181,35 +168,6 @@ struct PagedMQALogitsConfig {
 // ---------------------------------------------------------------------------------------------------- launches
 namespace paged_detail {
 
-// Compiled kernels per (config key, device): a lookup is a mutex and a hash of one integer
-// NOTES: `source` and `symbol` are callables, invoked only on a miss (no string is built on the warm path)
-template <typename Source, typename Symbol>
-inline jit::KernelRuntime* runtime_for(uint64_t key, int device, const Source& source, const Symbol& symbol) {
-    static std::mutex mutex;
-    static std::unordered_map<uint64_t, std::shared_ptr<jit::KernelRuntime>> cache;
-    const uint64_t full_key = key ^ (static_cast<uint64_t>(device & 0xff) << 48);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (const auto it = cache.find(full_key); it != cache.end())
-            return it->second.get();
-    }
-    auto rt = jit::KernelCache::get().lookup_or_build(symbol(), source(), jit::DeviceRuntime::compile_target(device));
-    std::lock_guard<std::mutex> lock(mutex);
-    return cache.emplace(full_key, std::move(rt)).first->second.get();
-}
-
-// The arch spec per device (it depends only on the device and DG_SM120_MODE); the reference stays valid (the
-// map's nodes never move)
-inline const ArchSpec& arch_spec(int device) {
-    static std::mutex mutex;
-    static std::unordered_map<int, ArchSpec> cache;
-    const int key = device * 2 + (jit::DeviceRuntime::sm120_mode() ? 1 : 0);
-    std::lock_guard<std::mutex> lock(mutex);
-    if (const auto it = cache.find(key); it != cache.end())
-        return it->second;
-    return cache.emplace(key, current_arch_spec()).first->second;
-}
-
 inline bool is_capturing() {
     return c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
 }
@@ -220,15 +178,12 @@ inline bool is_capturing() {
 inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n, int block_kv, int num_sms,
                                   const torch::Tensor& meta, bool dry_run = false) {
     const int device = context_lens.get_device();
-    const bool v1 = PagedMetadataConfig::variant().load(std::memory_order_relaxed) == 1;
-    const auto runtime = v1 ? paged_detail::runtime_for((uint64_t(1) << 63) | 1, device,
-                                                        &PagedMetadataConfig::generate_v1, &PagedMetadataConfig::symbol_v1)
-                            : paged_detail::runtime_for(uint64_t(1) << 63, device, &PagedMetadataConfig::generate,
-                                                        &PagedMetadataConfig::symbol);
+    const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
+        kFamilyPagedMetadata, 0, device, &PagedMetadataConfig::generate, &PagedMetadataConfig::symbol);
     const bool is_2d = context_lens.dim() == 2;
     jit::LaunchConfig launch;
     launch.grid_x = 1;
-    launch.block_x = v1 ? PagedMetadataConfig::kV1NumThreads : PagedMetadataConfig::kNumThreads;
+    launch.block_x = PagedMetadataConfig::kNumThreads;
     launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
     launch.device = device;
     if (dry_run)
@@ -262,8 +217,8 @@ struct PagedLogitsArgs {
 
 inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedLogitsArgs& a, int device,
                                 cudaStream_t stream, bool dry_run = false) {
-    const auto runtime = paged_detail::runtime_for(config.key(), device, [&]() { return config.generate(); },
-                                                   [&]() { return config.symbol(); });
+    const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
+        kFamilyPagedLogits, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
     jit::LaunchConfig launch;
     launch.grid_x = static_cast<unsigned>(a.num_sms);
     launch.block_x = static_cast<unsigned>(config.num_threads());
@@ -286,7 +241,7 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
 // permuted block table, 2-D lengths and next_n = 2; both outputs start as zeros, so whole tensors compare.
 inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candidate, int device, cudaStream_t stream,
                                                bool inject_fault) {
-    const ArchSpec& arch = paged_detail::arch_spec(device);
+    const ArchSpec& arch = cached_arch_spec(device);
     // The twin is the config the call falls back to: for FP4 the portable form re-planned (its q placement and
     // stages differ); for FP8 the same config with the plain MMA
     PagedMQALogitsConfig twin = candidate;
@@ -612,20 +567,19 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
         return {};
 
     const int dev_index = device.index();
-    const ArchSpec& arch = paged_detail::arch_spec(dev_index);
+    const ArchSpec& arch = cached_arch_spec(dev_index);
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
     // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
-    // fail, the portable form (re-planned for FP4, whose q placement and stages depend on the form)
+    // fail, the portable form (re-planned: FP4's q placement and stages depend on the form). On sm_90 FP8 takes the
+    // F16 route, whose q-in-shared-memory loads need q's rows 16-byte aligned.
     const bool want_fast = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
-    auto config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, want_fast);
+    const bool f16 = not fp4 and choose_f16_fp8_mma(arch);
+    const bool q_aligned16 = reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0;
+    auto config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, want_fast, f16, q_aligned16);
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
     const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
-    if (fp4 and fast != config.fast_mma)
-        config = PagedMQALogitsConfig::make(arch, h, d, bkv, true, fast);
-    config.fast_mma = fast;
-    if (not fp4 and not fast and choose_f16_fp8_mma(arch))
-        config = PagedMQALogitsConfig::make(arch, h, d, bkv, false, false, true,
-                                            reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0);
+    if (fast != config.fast_mma)
+        config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, fast, f16, q_aligned16);
     if (get_env_flag("DG_PRINT_CONFIGS"))
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 

@@ -53,22 +53,6 @@ struct CleanLogitsConfig {
     }
 };
 
-// The compiled kernel per (dtype, mode, device), so a warm call neither generates nor hashes the source
-inline jit::KernelRuntime* clean_logits_runtime(const CleanLogitsConfig& config, int device) {
-    static std::mutex mutex;
-    static std::unordered_map<int, std::shared_ptr<jit::KernelRuntime>> cache;
-    const int key = (device * 4 + static_cast<int>(config.mode)) * 2 + (config.bf16 ? 1 : 0);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (const auto it = cache.find(key); it != cache.end())
-            return it->second.get();
-    }
-    auto rt = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
-                                                      jit::DeviceRuntime::compile_target(device));
-    std::lock_guard<std::mutex> lock(mutex);
-    return cache.emplace(key, std::move(rt)).first->second.get();
-}
-
 // `logits`: [num_rows, >= num_cols] with a 16-byte-aligned row stride. For kRagged `ks`/`ends` are [num_rows];
 // for the paged modes `ends` is the context-length tensor (2-D [B, next_n] or 1-D [B]).
 inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int num_cols, CleanMode mode,
@@ -79,7 +63,9 @@ inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int n
     const CleanLogitsConfig config{logits.scalar_type() == torch::kBFloat16, mode};
     const auto device = logits.get_device();
     const c10::cuda::CUDAGuard guard(logits.device());
-    const auto runtime = clean_logits_runtime(config, device);
+    const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
+        kFamilyCleanLogits, static_cast<uint64_t>(config.mode) * 2 + (config.bf16 ? 1 : 0), device,
+        [&]() { return config.generate(); }, [&]() { return config.symbol(); });
     const int num_sms = jit::DeviceRuntime::get().get_num_sms();
     const int blocks_per_sm = std::max(1, jit::DeviceRuntime::props(device).maxThreadsPerMultiProcessor /
                                               CleanLogitsConfig::kNumThreads);

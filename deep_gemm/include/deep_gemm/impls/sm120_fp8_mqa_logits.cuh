@@ -348,20 +348,9 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
             // Reduce-scatter over the quad: after round 1 (xor 1) lane keeps the outputs with r = tig & 1, after
             // round 2 (xor 2) those with m = tig >> 1; each keeps its half and adds the partner's copy of it
             const int bit0 = tig & 1, bit1 = tig >> 1;
-            float v1[kNumOutputs / 2];
-            #pragma unroll
-            for (int o = 0; o < kNumOutputs / 2; ++ o) {
-                const float send = bit0 ? v[2 * o] : v[2 * o + 1];
-                const float keep = bit0 ? v[2 * o + 1] : v[2 * o];
-                v1[o] = keep + ptx::shfl_xor(send, 1);
-            }
-            float v2[kNumOutputs / 4];
-            #pragma unroll
-            for (int o = 0; o < kNumOutputs / 4; ++ o) {
-                const float send = bit1 ? v1[2 * o] : v1[2 * o + 1];
-                const float keep = bit1 ? v1[2 * o + 1] : v1[2 * o];
-                v2[o] = keep + ptx::shfl_xor(send, 2);
-            }
+            float v1[kNumOutputs / 2], v2[kNumOutputs / 4];
+            ptx::reduce_scatter_round<1>(v1, v, bit0);
+            ptx::reduce_scatter_round<2>(v2, v1, bit1);
 
             // v2[qi]: query qi, key pair_base + 16 * bit1 + 8 * bit0 + group; a warp stores 32 consecutive keys
             const int key_offset = pair * 32 + bit1 * 16 + bit0 * 8 + group;

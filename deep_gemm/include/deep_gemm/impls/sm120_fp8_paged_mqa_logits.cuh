@@ -455,16 +455,11 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
 
                     // Reduce-scatter over the quad: round 1 (xor 1) keeps r = bit0; round 2 (xor 2) keeps m = bit1,
                     // leaving each lane the whole sum of key key0 + bit1 * 16 + bit0 * 8 + g
-                    float v1[kMPerWarp];
-                    #pragma unroll
-                    for (int m = 0; m < kMPerWarp; ++m) {
-                        const float send = bit0 ? v[m * 2] : v[m * 2 + 1];
-                        const float keep = bit0 ? v[m * 2 + 1] : v[m * 2];
-                        v1[m] = keep + ptx::shfl_xor(send, 1);
-                    }
-                    const float send = bit1 ? v1[0] : v1[1];
-                    const float keep = bit1 ? v1[1] : v1[0];
-                    const float sum = keep + ptx::shfl_xor(send, 2);
+                    static_assert(kMPerWarp == 2, "two rounds leave one sum per lane");
+                    float v1[kMPerWarp], v2[1];
+                    ptx::reduce_scatter_round<1>(v1, v, bit0);
+                    ptx::reduce_scatter_round<2>(v2, v1, bit1);
+                    const float sum = v2[0];
                     const int key = key0 + bit1 * 16 + bit0 * 8 + g;
                     const int j = page * kBlockKV + key;
                     if (j < row_len) {
