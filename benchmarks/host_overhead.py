@@ -42,7 +42,7 @@ breakdown('get_paged_mqa_logits_metadata by stage', [
     (1, '+ argument checks'),
     (2, '+ device guard + output allocation'),
     (3, '+ kernel lookup + launch config (no driver call)'),
-    (-1, '+ cuLaunchKernelEx + tensor return (the whole call)'),
+    (-1, '+ driver launch + tensor return (the whole call)'),
 ], lambda stage: (lambda: deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, stage)))
 
 breakdown('fp8_paged_mqa_logits by stage', [
@@ -52,7 +52,7 @@ breakdown('fp8_paged_mqa_logits by stage', [
     (3, '+ output allocation'),
     (4, '+ config resolution (env, arch spec, MMA form, flags)'),
     (5, '+ kernel lookup + launch config (no driver call)'),
-    (-1, '+ cuLaunchKernelEx + tensor return (the whole call)'),
+    (-1, '+ driver launch + tensor return (the whole call)'),
 ], lambda stage: (lambda: deep_gemm._C._fp8_paged_mqa_logits_probe(q, kv, w, ctx, bt, meta, 256, False, None, stage)))
 
 print('\nreferences')
@@ -62,3 +62,12 @@ for name, fn in {
     'deep_gemm.get_num_sms()': lambda: deep_gemm.get_num_sms(),
 }.items():
     print(f'  {name:<66} {statistics.median(_host_overhead_us(fn, 500) for _ in range(7)):6.2f} us')
+# The floor of one launch: a C++ loop of 500 launches of an empty JIT kernel, CPU time per launch (median of 7)
+for mode, name in ((0, 'launch floor: cuLaunchKernelEx of the CUkernel (old path)'),
+                   (1, 'launch floor: cuLaunchKernel of the cached CUfunction (new path)'),
+                   (2, 'launch floor: cudaLaunchKernel (runtime, cudaLibrary kernel)')):
+    try:
+        t = statistics.median(deep_gemm._C._launch_overhead_probe(mode, 500) for _ in range(7))
+        print(f'  {name:<66} {t:6.2f} us')
+    except Exception as e:  # noqa: BLE001 (a reference line only: report and go on)
+        print(f'  {name:<66} failed: {e}')

@@ -509,9 +509,12 @@ def test_enumerated_configs_sm90a():
     # sm_90a (the H100 test path): FP8 in the F16 route and in ptxas' emulated plain form, no block-scaled forms
     logits = [c for c in deep_gemm._C.list_kernel_configs('sm_90a') if c['family'] == 'paged_mqa_logits']
     fp8 = [c for c in logits if c['description'].startswith('FP8')]
-    assert len(fp8) == 4 * 3 * 2 * 2, len(fp8)
+    # (H, D, block_kv) x {plain, f16}, plus for H = 64, D = 128 the F16 route's shared-q twin (8 warps, next_n <= 2)
+    assert len(fp8) == 4 * 3 * 2 * 2 + 2, len(fp8)
     f16 = [c for c in fp8 if 'mma=f16' in c['description']]
-    assert len(f16) == len(fp8) // 2
+    assert len(f16) == 4 * 3 * 2 + 2
+    shared = [c for c in f16 if 'shared' in c['description']]
+    assert len(shared) == 2 and all('H=64 D=128' in c['description'] and c['num_threads'] == 288 for c in shared)
     assert all(c['expected_sass'] == ['F2FP.F16.E4M3.UNPACK_B', 'HMMA.16816.F32'] for c in f16)
     assert all('mma=plain' in c['description'] for c in fp8 if c not in f16)
     assert not any('block_scaled' in c['description'] or 'fp4_native' in c['description'] for c in logits)

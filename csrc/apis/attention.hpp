@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 #include <torch/python.h>
 
+#include "../jit/launch_probe.hpp"
 #include "../utils/checks.hpp"
 #include "../utils/outputs.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
@@ -312,6 +313,8 @@ inline void register_paged_apis(pybind11::module_& m) {
     namespace py = pybind11;
     m.def("_paged_metadata_probe", &paged_metadata_probe, py::arg("context_lens"), py::arg("block_kv"),
           py::arg("num_sms"), py::arg("stop_at"));
+    // Microseconds of CPU time per launch of an empty kernel (see jit/launch_probe.hpp for the modes)
+    m.def("_launch_overhead_probe", &jit::launch_overhead_probe, py::arg("mode"), py::arg("n"));
     m.def("_fp8_paged_mqa_logits_probe", &fp8_paged_mqa_logits_probe, py::arg("q"), py::arg("kv_cache"),
           py::arg("weights"), py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"),
           py::arg("max_context_len"), py::arg("clean_logits"), py::arg("indices"), py::arg("stop_at"));

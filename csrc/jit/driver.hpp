@@ -27,6 +27,15 @@ public:
     DG_DRIVER_FN(cuKernelSetAttribute)
     DG_DRIVER_FN(cuKernelGetAttribute)
     DG_DRIVER_FN(cuLaunchKernelEx)
+    // The warm launch path (kernel_runtime.hpp): a per-context `CUfunction` launched with plain `cuLaunchKernel`
+    DG_DRIVER_FN(cuDeviceGet)
+    DG_DRIVER_FN(cuDevicePrimaryCtxRetain)
+    DG_DRIVER_FN(cuCtxGetCurrent)
+    DG_DRIVER_FN(cuCtxPushCurrent)
+    DG_DRIVER_FN(cuCtxPopCurrent)
+    DG_DRIVER_FN(cuKernelGetFunction)
+    DG_DRIVER_FN(cuFuncSetAttribute)
+    DG_DRIVER_FN(cuLaunchKernel)
 #undef DG_DRIVER_FN
 
     static Driver& get() {
@@ -72,6 +81,16 @@ private:
         load("cuKernelSetAttribute", cuKernelSetAttribute);
         load("cuKernelGetAttribute", cuKernelGetAttribute);
         load("cuLaunchKernelEx", cuLaunchKernelEx);
+        // NOTES: base names (cuGetProcAddress picks the versioned entry, e.g. cuCtxPushCurrent_v2, for 12080); the
+        // members of versioned names carry cuda.h's `_v2` spelling through its macros, consistently at every use
+        load("cuDeviceGet", cuDeviceGet);
+        load("cuDevicePrimaryCtxRetain", cuDevicePrimaryCtxRetain);
+        load("cuCtxGetCurrent", cuCtxGetCurrent);
+        load("cuCtxPushCurrent", cuCtxPushCurrent);
+        load("cuCtxPopCurrent", cuCtxPopCurrent);
+        load("cuKernelGetFunction", cuKernelGetFunction);
+        load("cuFuncSetAttribute", cuFuncSetAttribute);
+        load("cuLaunchKernel", cuLaunchKernel);
     }
 
     static std::string dlerror_string() {

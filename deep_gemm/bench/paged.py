@@ -154,7 +154,9 @@ def run(ceilings) -> list:
             # the F16 route with q's raw registers converted per use instead of q converted once into shared memory
             for var, value, note in (('DG_SM90_FP8_MMA', 'plain', 'ptxas emulates the plain FP8 mma.sync (the form '
                                       'before the F16 route)'),
-                                     ('DG_SM90_F16_Q', 'regs', 'F16 route, q converted per use from registers')):
+                                     ('DG_SM90_F16_Q', 'regs', 'F16 route, q converted per use from registers'),
+                                     ('DG_SM90_F16_Q', 'warp', 'F16 route, 4 consumer warps with a q region each '
+                                      '(before the 8-warp shared-q form)')):
                 previous = os.environ.get(var)
                 os.environ[var] = value
                 try:

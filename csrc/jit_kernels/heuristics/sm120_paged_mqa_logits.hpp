@@ -24,7 +24,13 @@ struct PagedMQALogitsHeuristics {
     // held for sm_90's F16 route: 402.3 us here (docs/runs/2026-11-25_h100_run7_bench.log) vs 444.9 us with 8 warps
     // of 1 m-tile (run 6: 163 registers and two warps per scheduler, but 2.5 instead of 1.5 conversions per MMA).
     static constexpr int kNumConsumerWarps = 4;
-    static constexpr int kNumThreads = (kNumConsumerWarps + 1) * 32;
+    static int num_threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
+
+    // The F16 route with q in shared memory (below) and next_n <= 2 runs 8 consumer warps sharing one q region per
+    // row slot (two regions: next_n 1 and 2 share the config); next_n > 2 keeps 4 warps with a region each
+    static constexpr int kSharedQBuffers = 2;
+    // (`DG_SM90_F16_Q=warp` keeps the 4-warp form for every next_n: the A/B of the bench)
+    static bool shared_q(int next_n) { return next_n <= kSharedQBuffers and get_env("DG_SM90_F16_Q") != "warp"; }
 
     // One stage holds a page: block_kv key rows of `row_bytes` (D for FP8, D / 2 for FP4), then block_kv 4-byte
     // scales (128-byte aligned)
@@ -46,10 +52,11 @@ struct PagedMQALogitsHeuristics {
         return num_heads == 64 and head_dim == 128 and get_env("DG_SM90_F16_Q") != "regs";
     }
 
-    // Shared memory of the kernel's q regions (portable FP4 with q in shared memory): per consumer warp, H rows of
-    // D bf16
-    static int q_smem_bytes(int num_heads, int head_dim) {
-        return kNumConsumerWarps * num_heads * head_dim * 2;
+    // Shared memory of the kernel's q regions (portable FP4 or the F16 route with q in shared memory): per region
+    // (a consumer warp's, or a row slot's when `shared`), H rows of D 16-bit values, and when shared the row's H
+    // float weights
+    static int q_smem_bytes(int num_heads, int head_dim, int num_regions, bool shared) {
+        return num_regions * num_heads * (head_dim * 2 + (shared ? 4 : 0));
     }
 
     // Per stage: the page, a 16-byte header and two 8-byte mbarriers (the barrier block 128-byte aligned when a

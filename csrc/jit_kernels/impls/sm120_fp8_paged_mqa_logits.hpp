@@ -26,6 +26,7 @@
 #include "../../jit/cache.hpp"
 #include "../../jit/device_runtime.hpp"
 #include "../../utils/checks.hpp"
+#include "../../utils/env_watch.hpp"
 #include "../../utils/outputs.hpp"
 #include "../heuristics/sm120_paged_mqa_logits.hpp"
 #include "../registry.hpp"
@@ -64,24 +65,32 @@ struct PagedMQALogitsConfig {
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
     bool q_smem = false;        // portable FP4 / F16 route: q converted once per row into shared memory
     bool f16_mma = false;       // FP8 on sm_90: operands converted to F16 once per k step (`choose_f16_fp8_mma`)
+    int consumer_warps = PagedMQALogitsHeuristics::kNumConsumerWarps;
+    int q_regions = 0;          // q_smem: one per consumer warp, or (fewer, F16 route) one per row slot, shared
 
     // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
     // `q_aligned16`: q's rows start 16-byte aligned (the F16 route's q-in-shared-memory loads are 16-byte vectors)
+    // `next_n`: the F16 route with q in shared memory shares it among 8 consumer warps for next_n <= 2
     static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     bool f16 = false, bool q_aligned16 = true) {
-        const int row_bytes = fp4 ? d / 2 : d;
-        const bool f16_form = f16 and not fp4 and not fast;
-        const bool q_smem = fp4 ? PagedMQALogitsHeuristics::fp4_q_smem(h, d, fast)
-                                : f16_form and q_aligned16 and PagedMQALogitsHeuristics::f16_q_smem(h, d);
-        const int q_bytes = q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(h, d) : 0;
-        return {h, d, bkv, PagedMQALogitsHeuristics::num_stages(arch, row_bytes, bkv, q_bytes), fp4, fast, q_smem,
-                f16_form};
+                                     bool f16 = false, bool q_aligned16 = true, int next_n = 1) {
+        using H = PagedMQALogitsHeuristics;
+        PagedMQALogitsConfig c;
+        c.num_heads = h, c.head_dim = d, c.block_kv = bkv, c.fp4 = fp4, c.fast_mma = fast;
+        c.f16_mma = f16 and not fp4 and not fast;
+        c.q_smem = fp4 ? H::fp4_q_smem(h, d, fast) : c.f16_mma and q_aligned16 and H::f16_q_smem(h, d);
+        const bool shared = c.q_smem and c.f16_mma and H::shared_q(next_n);
+        c.consumer_warps = shared ? 8 : H::kNumConsumerWarps;
+        c.q_regions = c.q_smem ? (shared ? H::kSharedQBuffers : c.consumer_warps) : 0;
+        c.num_stages = H::num_stages(arch, c.row_bytes(), bkv, c.q_bytes());
+        return c;
     }
 
-    int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
+    int q_bytes() const {
+        return PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim, q_regions, q_regions < consumer_warps);
+    }
 
     int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
-    int num_threads() const { return PagedMQALogitsHeuristics::kNumThreads; }
+    int num_threads() const { return PagedMQALogitsHeuristics::num_threads(consumer_warps); }
     std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
     int smem_bytes() const {
         return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages, q_bytes());
@@ -92,7 +101,8 @@ struct PagedMQALogitsConfig {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(q_smem) << 34 | static_cast<uint64_t>(f16_mma) << 35;
+               static_cast<uint64_t>(q_smem) << 34 | static_cast<uint64_t>(f16_mma) << 35 |
+               static_cast<uint64_t>(consumer_warps) << 36 | static_cast<uint64_t>(q_regions) << 44;
     }
 
     std::string generate() const {
@@ -106,7 +116,8 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   q_smem ? "true" : "false", ", ", f16_mma ? "true" : "false", ">(\n",
+                   q_smem ? "true" : "false", ", ", f16_mma ? "true" : "false", ", ", consumer_warps, ", ",
+                   q_regions == 0 ? consumer_warps : q_regions, ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -117,7 +128,8 @@ struct PagedMQALogitsConfig {
         const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable")
                                : (fast_mma ? "block_scaled" : (f16_mma ? "f16" : "plain"));
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
-                   num_stages, " mma=", form, q_smem ? " q=smem" : "");
+                   num_stages, " mma=", form, q_smem ? (q_regions < consumer_warps ? " q=smem,shared" : " q=smem") : "",
+                   consumer_warps != PagedMQALogitsHeuristics::kNumConsumerWarps ? cat(" warps=", consumer_warps) : "");
     }
 
     std::vector<std::string> expected_sass(const ArchSpec& arch) const {
@@ -153,8 +165,11 @@ struct PagedMQALogitsConfig {
                 for (const int bkv: {32, 64})
                     for (const bool fast: forms) {
                         add(make(arch, h, d, bkv, false, fast));
-                        if (arch.major == 9)
-                            add(make(arch, h, d, bkv, false, fast, true));
+                        if (arch.major == 9) {
+                            add(make(arch, h, d, bkv, false, fast, true, true, 1));
+                            if (not fast and h == 64 and d == 128)   // the shared-q form is next_n <= 2 only
+                                add(make(arch, h, d, bkv, false, fast, true, true, 3));
+                        }
                     }
         for (const int h: {8, 16, 32, 64})
             for (const int d: {64, 128})
@@ -293,22 +308,89 @@ inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candi
     return compare_mma_outputs(outs[0], outs[1], inject_fault);
 }
 
-// The MMA form to launch with: the config's, unless its cross-check fails (or cannot run yet, during capture)
-inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int device, cudaStream_t stream) {
+// The MMA form of `config` when it follows from the config and `DG_SM120_MMA_CHECK` alone (no cross-check
+// involved: the config's own form), else nothing
+inline std::optional<bool> settled_paged_fast_mma(const PagedMQALogitsConfig& config) {
     const auto mode = mma_check_mode();
     const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
-    // NOTES: the same early exit as `resolve`, without building the description string on the warm path
-    if (not config.fast_mma and not forced)
-        return false;
     const bool validated = config.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
-    if (config.fast_mma and validated and not forced)
-        return true;
+    if (not forced and (not config.fast_mma or validated))
+        return config.fast_mma;
+    return std::nullopt;
+}
+
+// The MMA form to launch with: the config's, unless its cross-check fails (or cannot run yet, during capture)
+inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int device, cudaStream_t stream) {
+    // NOTES: the same early exit as `resolve`, without building the description string on the warm path
+    if (const auto settled = settled_paged_fast_mma(config))
+        return *settled;
+    const bool validated = config.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
     return MmaCrossCheck::get().resolve(config.fp4 ? "fp8_fp4_paged_mqa_logits (FP4)" : "fp8_paged_mqa_logits",
                                         config.describe(), config.fast_mma, validated, device, stream,
                                         [&](bool inject_fault) {
         return cross_check_paged_logits(config, device, stream, inject_fault);
     });
 }
+
+// ------------------------------------------------------------------------------------------ the warm-path plan
+// NOTES: the config a logits call launches with follows from (device, FP8 or FP4, H, D, block_kv, q's 16-byte
+// alignment, whether next_n allows the shared q), the `DG_*` environment (DG_SM120_MODE through the arch spec, DG_SM120_FP8_MMA / DG_SM120_FP4_MMA,
+// DG_SM90_FP8_MMA, DG_SM90_F16_Q, DG_SM120_MMA_CHECK, DG_PRINT_CONFIGS) and, only for an sm_120-only MMA form not
+// yet validated on hardware, the cross-check's state. Each thread keeps its last few plans, dropped as soon as
+// any `DG_*` variable changes (`DgEnvWatch`, one pass over the environment instead of five `getenv` calls, the arch
+// spec's lock and a `make` per call). A plan whose MMA form depends on the cross-check keeps `settled` false,
+// and the call resolves that form as before (so `_mma_cross_check_reset` and capture-time deferral still apply).
+// Errors (an invalid variable value) are thrown while planning and nothing is kept, so every call throws again.
+struct PagedLogitsPlan {
+    int device = -1, h = 0, d = 0, bkv = 0;
+    bool fp4 = false, q_aligned16 = false;
+    bool shared_q = false;              // `PagedMQALogitsHeuristics::shared_q(next_n)`: the config depends on next_n
+    uint64_t generation = 0;            // `DgEnvWatch` generation the plan was made under (0: empty slot)
+    const ArchSpec* arch = nullptr;     // `cached_arch_spec` (stable for the life of the process)
+    bool f16 = false;                   // `choose_f16_fp8_mma`
+    bool settled = false;               // `config.fast_mma` is final (no cross-check involved)
+    bool print = false;                 // DG_PRINT_CONFIGS
+    PagedMQALogitsConfig config;        // the final config if `settled`, else the candidate to resolve
+};
+
+class PagedLogitsPlans {
+    static constexpr int kSlots = 8;
+    PagedLogitsPlan slots[kSlots];
+    int next = 0;
+
+public:
+    static PagedLogitsPlans& get() {
+        static thread_local PagedLogitsPlans plans;
+        return plans;
+    }
+
+    // The reference stays valid until this thread's next call
+    const PagedLogitsPlan& find(int device, bool fp4, int h, int d, int bkv, bool q_aligned16, int next_n) {
+        const uint64_t generation = DgEnvWatch::get().generation();
+        const bool shared_q = PagedMQALogitsHeuristics::shared_q(next_n);
+        for (const auto& p: slots)
+            if (p.generation == generation and p.device == device and p.fp4 == fp4 and p.h == h and p.d == d and
+                p.bkv == bkv and p.q_aligned16 == q_aligned16 and p.shared_q == shared_q)
+                return p;
+        PagedLogitsPlan p;
+        p.device = device, p.fp4 = fp4, p.h = h, p.d = d, p.bkv = bkv, p.q_aligned16 = q_aligned16;
+        p.shared_q = shared_q;
+        p.arch = &cached_arch_spec(device);
+        // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
+        // fail, the portable form (re-planned: FP4's q placement and stages depend on the form). On sm_90 FP8 takes
+        // the F16 route, whose q-in-shared-memory loads need q's rows 16-byte aligned.
+        const bool want_fast = fp4 ? choose_native_fp4_mma(*p.arch) : choose_block_scaled_fp8_mma(*p.arch);
+        p.f16 = not fp4 and choose_f16_fp8_mma(*p.arch);
+        p.config = PagedMQALogitsConfig::make(*p.arch, h, d, bkv, fp4, want_fast, p.f16, q_aligned16, next_n);
+        p.settled = settled_paged_fast_mma(p.config).has_value();
+        p.print = get_env_flag("DG_PRINT_CONFIGS");
+        p.generation = generation;
+        auto& slot = slots[next];
+        next = (next + 1) % kSlots;
+        slot = p;
+        return slot;
+    }
+};
 
 // ------------------------------------------------------------------------------------- the cached value check
 // NOTES: a context length above `max_context_len` or the block table's reach is a caller bug that the kernel
@@ -567,20 +649,21 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
         return {};
 
     const int dev_index = device.index();
-    const ArchSpec& arch = cached_arch_spec(dev_index);
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
-    // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
-    // fail, the portable form (re-planned: FP4's q placement and stages depend on the form). On sm_90 FP8 takes the
-    // F16 route, whose q-in-shared-memory loads need q's rows 16-byte aligned.
-    const bool want_fast = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
-    const bool f16 = not fp4 and choose_f16_fp8_mma(arch);
     const bool q_aligned16 = reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0;
-    auto config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, want_fast, f16, q_aligned16);
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
-    const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
-    if (fast != config.fast_mma)
-        config = PagedMQALogitsConfig::make(arch, h, d, bkv, fp4, fast, f16, q_aligned16);
-    if (get_env_flag("DG_PRINT_CONFIGS"))
+    // The plan of this shape under the current `DG_*` environment (`PagedLogitsPlans`), then the MMA form's
+    // cross-check where the plan could not settle it. A copy: the cross-check's warning may run Python code
+    const PagedLogitsPlan plan =
+        PagedLogitsPlans::get().find(dev_index, fp4, h, d, bkv, q_aligned16, static_cast<int>(next_n));
+    auto config = plan.config;
+    if (not plan.settled) {
+        const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
+        if (fast != config.fast_mma)
+            config = PagedMQALogitsConfig::make(*plan.arch, h, d, bkv, fp4, fast, plan.f16, q_aligned16,
+                                                static_cast<int>(next_n));
+    }
+    if (plan.print)
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
 
     const bool aligned = reinterpret_cast<uintptr_t>(kv_cache.data_ptr()) % 16 == 0 and

@@ -63,6 +63,12 @@ struct PagedStageLayout {
     }
 };
 
+// How many warps share one q conversion (a compile-time count, see `convert_q_f16`)
+template <int kWays>
+struct PagedWays {
+    static constexpr int kValue = kWays;
+};
+
 template <int kNumStages>
 struct PagedSmem {
     int4 headers[kNumStages];
@@ -110,8 +116,15 @@ struct PagedWalker {
 //
 // kF16Mma (FP8 on sm_90 only): each k step's A and B fragments are converted to F16 once (`mma::split_fp8_a/b`) and
 // feed two f16 m16n8k16 MMAs that accumulate in place, instead of ptxas' per-MMA emulation of the FP8 instruction.
+//
+// kNumConsumerWarps (4 or 8) and kQBuffers (F16 route with q in shared memory): with kQBuffers == kNumConsumerWarps
+// each warp owns a q region; with fewer, the warps of one row slot share region `row_slot` (next_n <= kQBuffers,
+// which the host guarantees): whenever a unit starts a new request, all of them (computing that unit or not: every
+// warp sees every header) convert a share of its q between two named barriers (barrier 1 + row_slot). That frees
+// the shared memory for 8 consumer warps, two per scheduler (the 4-warp form leaves one warp per scheduler with
+// nothing to issue 69% of the time, ncu), which ptxas must then fit in 168 registers (9 warps: 3 on one scheduler).
 template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem,
-          bool kF16Mma = false>
+          bool kF16Mma = false, int kNumConsumerWarps = 4, int kQBuffers = kNumConsumerWarps>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
@@ -121,7 +134,8 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     constexpr int kRowBytes = kFp4 ? kHeadDim / 2 : kHeadDim;
     using Layout = PagedStageLayout<kRowBytes, kBlockKV>;
     using Fp4 = mma::Fp4Mma<kFastMma>;
-    constexpr int kMPerWarp = 2, kNumConsumerWarps = 4;
+    constexpr int kMPerWarp = 2;
+    constexpr bool kSharedQ = kQBuffers < kNumConsumerWarps;
     constexpr int kMTiles = kBlockKV / 16;
     constexpr int kMGroups = kMTiles / kMPerWarp;
     constexpr int kNTiles = kNumHeads / 8;
@@ -132,6 +146,9 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
     static_assert(not kQSmem or (kFp4 and not kFastMma) or kF16Mma, "q in shared memory: portable FP4 or F16 only");
     static_assert(not kF16Mma or (not kFp4 and not kFastMma), "the F16 route is an FP8 form of its own");
+    static_assert(kNumConsumerWarps == 4 or kNumConsumerWarps == 8, "4 or 8 consumer warps");
+    static_assert(not kSharedQ or (kQSmem and kF16Mma and (kQBuffers == 1 or kQBuffers == 2)),
+                  "shared q regions: the F16 route, for next_n <= 2");
     // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
     constexpr int kQOffset = kNumStages * Layout::kStageBytes + align_up(kNumStages * 32, 128);
     constexpr int kQRowBytes = kHeadDim * 2;
@@ -163,6 +180,21 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         walker.p_last = max_of(__ldg(schedule_meta + 2 * s + 3), 0);
         walker.page_limit = min_of(max_pages, max_context_len / kBlockKV + (max_context_len % kBlockKV != 0));
         const bool aligned = (flags & kPagedAligned16) != 0;
+        // The 16-byte copy plan of a page, fixed per lane: key chunk c = lane + 32 i (i < kKeyIters) is row
+        // c / kChunksPerRow, column lane % kChunksPerRow, so its swizzled stage offset is i * 512 plus one of two
+        // per-lane constants (the swizzle term depends on i only through its parity); lanes below kScaleChunks also
+        // copy one 16-byte chunk of the scales. NOTES: computing the offset per chunk (the first version) made the
+        // single producer warp the bottleneck of the kernel (ncu: consumers waiting on full stages while the
+        // producer never waited on an empty one).
+        constexpr int kKeyChunks = Layout::kKeyBytes / 16, kKeyIters = kKeyChunks / 32;
+        constexpr int kScaleChunks = (Layout::kPageBytes - Layout::kKeyBytes) / 16;
+        static_assert(kKeyChunks % 32 == 0 and 32 % Layout::kChunksPerRow == 0 and kScaleChunks <= 32,
+                      "whole warp passes over a page's keys");
+        const auto key_dst = [&](const int i) {
+            const int c = lane + 32 * i;
+            return Layout::key_offset(c / Layout::kChunksPerRow, c % Layout::kChunksPerRow) - 512 * i;
+        };
+        const int key_dst_even = key_dst(0), key_dst_odd = key_dst(1);
 
         int nb = 0, np = 0, ncount = 0;
         bool has_next = walker.next(nb, np, ncount);
@@ -181,15 +213,15 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                 if (not bad) {
                     const uint8_t* src = kv_cache + static_cast<int64_t>(page_idx) * page_stride;
                     uint8_t* dst = stages + stage * Layout::kStageBytes;
-                    constexpr int kKeyChunks = Layout::kKeyBytes / 16, kChunks = Layout::kPageBytes / 16;
                     if (aligned) {
-                        #pragma unroll 4
-                        for (int c = lane; c < kChunks; c += 32) {
-                            const int off = c < kKeyChunks ? Layout::key_offset(c / Layout::kChunksPerRow,
-                                                                                c % Layout::kChunksPerRow) : c * 16;
-                            ptx::cp_async_16(dst + off, src + c * 16);
-                        }
+                        #pragma unroll
+                        for (int i = 0; i < kKeyIters; ++i)
+                            ptx::cp_async_16(dst + (i % 2 == 0 ? key_dst_even : key_dst_odd) + 512 * i,
+                                             src + (lane + 32 * i) * 16);
+                        if (lane < kScaleChunks)
+                            ptx::cp_async_16(dst + Layout::kKeyBytes + lane * 16, src + Layout::kKeyBytes + lane * 16);
                     } else {
+                        constexpr int kChunks = Layout::kPageBytes / 16;
                         #pragma unroll 4
                         for (int w = lane; w < kChunks * 4; w += 32) {
                             const int c = w >> 2;
@@ -235,23 +267,95 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     uint32_t qf[kNTiles][kKSteps][2];   // raw B fragments (FP8 e4m3 / FP4 e2m1 bytes)
     uint32_t qs[kNTiles];               // FP4: packed UE8M0 scales of head n * 8 + g
     const uint8_t* w_row = nullptr;     // this row's weights (read per m-group: L1 hits, 16 fewer registers)
-    uint8_t* q_smem = smem_raw + kQOffset + warp * (kNumHeads * kQRowBytes);   // kQSmem only
+    // kQSmem only: this warp's q region (its own, or its row slot's)
+    uint8_t* q_smem = smem_raw + kQOffset + (kSharedQ ? row_slot : warp) * (kNumHeads * kQRowBytes);
+    // kSharedQ: the row slot's weights as floats, after all q regions (read per m-group from shared memory: no global
+    // loads, addresses or registers held across the MMAs, which the 168-register budget cannot spare)
+    float* w_smem = reinterpret_cast<float*>(smem_raw + kQOffset + kQBuffers * (kNumHeads * kQRowBytes)) +
+                    row_slot * kNumHeads;
+    const int sharers = kNumConsumerWarps / rows_in_flight, share_rank = group * num_parts + part;   // kSharedQ
     // Byte offset of 16-byte chunk `c` of head row `h` in q_smem (8 consecutive heads hit 8 distinct bank groups)
     const auto q_chunk = [](const int h, const int c) { return h * kQRowBytes + ((c ^ (h & 7)) << 4); };
+    // The F16 route's q conversion (kQSmem and kF16Mma): raw word w (4 e4m3, bytes 4w.. of head hd's row,
+    // w = ks * 8 + j * 4 + t) holds the k positions of B register j at lane t of k step ks: its low byte pair (f16x2)
+    // goes to slot t of chunk ks * 4 + j, its high pair to chunk ks * 4 + 2 + j, so that one ldmatrix matrix (8 heads
+    // x 16 bytes) is B register j of the step's low (or high) f16 MMA. A lane takes whole 16-byte vectors (t = 0..3
+    // of one (ks, j)): two whole chunks out; of the row's 32 x kVecsPerLane vectors, the warp of `rank` among
+    // `ways` (a compile-time `PagedWays`) converting it takes numbers (i * ways + rank) * 32 + lane. All loads are
+    // issued before `before_store()` (the barrier that makes the previous q dead), so a new row costs one memory
+    // latency.
+    const auto convert_q_f16 = [&](const uint8_t* q_row, auto ways, const int rank, auto&& before_store) {
+        constexpr int kWays = decltype(ways)::kValue;
+        constexpr int kVecsPerRow = kHeadDim / 16, kVecsPerLane = kNumHeads * kVecsPerRow / 32 / kWays;
+        static_assert(not (kQSmem and kF16Mma) or kNumHeads * kVecsPerRow % (32 * kWays) == 0, "whole vectors per lane");
+        uint4 raw[kVecsPerLane];
+        #pragma unroll
+        for (int i = 0; i < kVecsPerLane; ++i)
+            raw[i] = __ldg(reinterpret_cast<const uint4*>(q_row) + (i * kWays + rank) * 32 + lane);
+        before_store();
+        #pragma unroll
+        for (int i = 0; i < kVecsPerLane; ++i) {
+            const int v = (i * kWays + rank) * 32 + lane, hd = v / kVecsPerRow, ks = (v % kVecsPerRow) / 2, j = v % 2;
+            const uint32_t words[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
+            uint32_t lo[4], hi[4];
+            #pragma unroll
+            for (int t4 = 0; t4 < 4; ++t4)
+                lo[t4] = mma::e4m3x2_to_f16x2<0>(words[t4]), hi[t4] = mma::e4m3x2_to_f16x2<1>(words[t4]);
+            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + j)) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + 2 + j)) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        }
+    };
     int cur_b = -1, cur_t = -1, row_len = 0;
 
-    for (uint32_t u = 0;; ++u) {
-        const int stage = static_cast<int>(u % kNumStages);
-        ptx::mbarrier_wait_parity(&sm.full[stage], (u / kNumStages) & 1);
+    // Unit u's stage, the parity of its fill and u % num_groups, advanced per unit (no division on the warm path)
+    int stage = 0, unit_group = 0;
+    uint32_t phase = 0;
+    for (;;) {
+        ptx::mbarrier_wait_parity(&sm.full[stage], phase);
         const int4 header = sm.headers[stage];
         if (header.x < 0)
             break;
-        if (static_cast<int>(u % static_cast<uint32_t>(num_groups)) == group) {
+        if constexpr (kSharedQ) {
+            if (header.x != cur_b) {
+                // A new request: its q row `row_slot` (next_n <= kQBuffers: one row per slot), converted by the slot's
+                // `sharers` warps together. Every sharer reaches this unit's header only after finishing its earlier
+                // units, and the first barrier waits for all of them, so no one still reads the previous request's q
+                // when it is overwritten; the second publishes the new one.
+                cur_b = header.x, cur_t = row_slot;
+                const int len = is_2d ? __ldg(context_lens + cur_b * cl_stride_b + cur_t * cl_stride_t)
+                                      : __ldg(context_lens + cur_b * cl_stride_b) - next_n + 1 + cur_t;
+                row_len = min_of(max_of(len, 0), max_context_len);
+                const int64_t row = static_cast<int64_t>(cur_b) * next_n + cur_t;
+                w_row = static_cast<const uint8_t*>(weights) + row * weights_stride * (weights_bf16 ? 2 : 4);
+                float wv[kNumHeads / 32];     // share rank 0 stores the weights (loaded before the barrier)
+                static_assert(kNumHeads % 32 == 0 or not kSharedQ, "whole weight rows per warp");
+                #pragma unroll
+                for (int i = 0; i < kNumHeads / 32; ++i) {
+                    const int h = i * 32 + lane;
+                    wv[i] = weights_bf16 ? bf16_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(w_row) + h))
+                                         : __ldg(reinterpret_cast<const float*>(w_row) + h);
+                }
+                const auto before_store = [&]() { ptx::named_barrier_sync(1 + row_slot, sharers * 32); };
+                const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
+                if (sharers == kNumConsumerWarps)
+                    convert_q_f16(q_row, PagedWays<kNumConsumerWarps>(), share_rank, before_store);
+                else
+                    convert_q_f16(q_row, PagedWays<kNumConsumerWarps / 2>(), share_rank, before_store);
+                if (share_rank == 0) {
+                    #pragma unroll
+                    for (int i = 0; i < kNumHeads / 32; ++i)
+                        w_smem[i * 32 + lane] = wv[i];
+                }
+                ptx::named_barrier_sync(1 + row_slot, sharers * 32);
+            }
+        }
+        if (unit_group == group) {
             const int b = header.x, page = header.y;
             const uint8_t* stage_ptr = stages + stage * Layout::kStageBytes;
             const uint8_t* scale_ptr = stage_ptr + Layout::kKeyBytes;
             for (int t = row_slot; t < next_n; t += rows_in_flight) {
-                if (b != cur_b or t != cur_t) {
+                // (kSharedQ: the row was loaded at the header, and next_n <= rows_in_flight)
+                if (not kSharedQ and (b != cur_b or t != cur_t)) {
                     // A new (request, row): its length, q fragments and weights
                     cur_b = b, cur_t = t;
                     const int len = is_2d ? __ldg(context_lens + b * cl_stride_b + t * cl_stride_t)
@@ -260,35 +364,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     const int64_t row = static_cast<int64_t>(b) * next_n + t;
                     const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
                     if constexpr (kQSmem and kF16Mma) {
-                        // Raw word w (4 e4m3, bytes 4w.. of head hd's row, w = ks * 8 + j * 4 + t) holds the k
-                        // positions of B register j at lane t of k step ks: its low byte pair (f16x2) goes to slot t
-                        // of chunk ks * 4 + j, its high pair to chunk ks * 4 + 2 + j, so that one ldmatrix matrix
-                        // (8 heads x 16 bytes) is B register j of the step's low (or high) f16 MMA. A lane takes
-                        // whole 16-byte vectors (t = 0..3 of one (ks, j)): two whole chunks out. All of a lane's
-                        // loads are issued before the first conversion (one memory latency per new row).
-                        constexpr int kVecsPerRow = kHeadDim / 16, kVecsPerLane = kNumHeads * kVecsPerRow / 32;
-                        static_assert(kNumHeads * kVecsPerRow % 32 == 0, "whole vectors per lane");
-                        uint4 raw[kVecsPerLane];
-                        #pragma unroll
-                        for (int i = 0; i < kVecsPerLane; ++i) {
-                            const int v = i * 32 + lane;
-                            raw[i] = __ldg(reinterpret_cast<const uint4*>(q_row) + v);
-                        }
-                        __syncwarp();   // every lane is done reading the previous row's q
-                        #pragma unroll
-                        for (int i = 0; i < kVecsPerLane; ++i) {
-                            const int v = i * 32 + lane, hd = v / kVecsPerRow, ks = (v % kVecsPerRow) / 2,
-                                      j = v % 2;
-                            const uint32_t words[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
-                            uint32_t lo[4], hi[4];
-                            #pragma unroll
-                            for (int t4 = 0; t4 < 4; ++t4)
-                                lo[t4] = mma::e4m3x2_to_f16x2<0>(words[t4]), hi[t4] = mma::e4m3x2_to_f16x2<1>(words[t4]);
-                            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + j)) =
-                                make_uint4(lo[0], lo[1], lo[2], lo[3]);
-                            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + 2 + j)) =
-                                make_uint4(hi[0], hi[1], hi[2], hi[3]);
-                        }
+                        convert_q_f16(q_row, PagedWays<1>(), 0, []() { __syncwarp(); });   // after the last row's reads
                         __syncwarp();
                     } else if constexpr (kQSmem) {
                         // Raw register r (8 e2m1, packed bytes 4k of head hd's row, k = r % (D / 8)) covers
@@ -430,7 +506,10 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     for (int n = 0; n < kNTiles; ++n) {
                         const int h = n * 8 + 2 * tig;
                         // NOTES: scalar loads: a row of `weights` may start at any element (odd strides)
-                        if (weights_bf16) {
+                        if constexpr (kSharedQ) {
+                            const float2 w2 = *reinterpret_cast<const float2*>(w_smem + h);
+                            wf[n][0] = w2.x, wf[n][1] = w2.y;
+                        } else if (weights_bf16) {
                             const uint16_t* w = reinterpret_cast<const uint16_t*>(w_row) + h;
                             wf[n][0] = bf16_bits_to_float(__ldg(w)), wf[n][1] = bf16_bits_to_float(__ldg(w + 1));
                         } else {
@@ -481,6 +560,10 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         __syncwarp();
         if (lane == 0)
             ptx::mbarrier_arrive(&sm.empty[stage]);
+        if (++stage == kNumStages)
+            stage = 0, phase ^= 1;
+        if (++unit_group == num_groups)
+            unit_group = 0;
     }
 }
 

@@ -40,6 +40,11 @@ DG_DEVICE void cp_async_4(void* smem_dst, const void* gmem_src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" :: "r"(smem_addr(smem_dst)), "l"(gmem_src) : "memory");
 }
 
+// Barrier `id` (1..15; 0 is __syncthreads) over `num_threads` threads (a multiple of 32) of the CTA
+DG_DEVICE void named_barrier_sync(const uint32_t id, const uint32_t num_threads) {
+    asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
+}
+
 DG_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
 template <int N>

@@ -1,0 +1,176 @@
+"""The warm launch path (csrc/jit/kernel_runtime.hpp: the per-device CUfunction launched with cuLaunchKernel, the
+context-independent fallback) and the paged logits call's per-thread plan (PagedLogitsPlans + DgEnvWatch in
+csrc/jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp): launches from a thread that never touched the device,
+on a side stream, on a second GPU while the first is current, the launch-floor probe, and DG_* variables flipped
+between warm calls (the plan must follow them on the very next call)."""
+import threading
+
+import pytest
+import torch
+
+import deep_gemm
+from paged_mqa_logits_common import valid_mask
+from test_paged_mqa_logits import check, make_case, run
+
+gpu = pytest.mark.gpu
+
+
+# ------------------------------------------------------------------------------------------------------ CPU
+def test_launch_probe_bad_arguments():
+    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `mode` must be 0 .*; got 3'):
+        deep_gemm._C._launch_overhead_probe(3, 10)
+    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `n` must be positive; got 0'):
+        deep_gemm._C._launch_overhead_probe(1, 0)
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _ragged_case(device, seed=0):
+    """A strided logits buffer with ragged [ks, ke) rows and the expected result of clean_logits_ragged."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    rows, cols = 37, 500
+    logits = torch.randn(rows, 1024, device=device, generator=g)[:, :cols]
+    ks = torch.randint(-5, cols + 5, (rows,), device=device, dtype=torch.int32, generator=g)
+    ke = ks + torch.randint(-3, cols + 3, (rows,), device=device, dtype=torch.int32, generator=g)
+    col = torch.arange(cols, device=device)[None, :]
+    lo = ks.clamp(0, cols)[:, None].long()
+    hi = torch.maximum(ke.clamp(0, cols)[:, None].long(), lo)
+    expected = torch.where((col >= lo) & (col < hi), logits, torch.full_like(logits, float('-inf')))
+    return logits, ks, ke, expected
+
+
+def _in_thread(fn):
+    """Run `fn` in a new thread (its own CUDA runtime state, no context made current yet); re-raise its error."""
+    result = {}
+
+    def body():
+        try:
+            result['value'] = fn()
+        except BaseException as e:  # noqa: BLE001 (re-raised in the caller)
+            result['error'] = e
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if 'error' in result:
+        raise result['error']
+    return result.get('value')
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+@gpu
+@pytest.mark.parametrize('mode', [0, 1, 2])
+def test_launch_probe_modes(mode):
+    # 0: cuLaunchKernelEx of the CUkernel, 1: cuLaunchKernel of the cached CUfunction, 2: cudaLaunchKernel
+    t = deep_gemm._C._launch_overhead_probe(mode, 200)
+    assert 0.0 < t < 1000.0, t
+    torch.cuda.synchronize()
+
+
+@gpu
+def test_launches_from_a_fresh_thread():
+    # The first deep_gemm call of a new thread, on the default stream: whatever context the thread has current
+    # (none yet, possibly), the kernels must run on the tensors' device and give the right answer
+    c = make_case(5, 2, 64, 128, 64, 700, seed=21)
+    logits, ks, ke, expected = _ragged_case('cuda', seed=1)
+    torch.cuda.synchronize()
+
+    def work():
+        out = run(c)
+        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        torch.cuda.synchronize()
+        return out
+
+    out = _in_thread(work)
+    check(c, out)
+    assert torch.equal(logits, expected)
+
+
+@gpu
+def test_launches_on_a_side_stream_in_a_thread():
+    c = make_case(4, 1, 32, 64, 32, 500, seed=22)
+    expected = run(c)
+    torch.cuda.synchronize()
+
+    def work():
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.default_stream())
+        with torch.cuda.stream(s):
+            outs = [run(c) for _ in range(3)]
+        s.synchronize()
+        return outs
+
+    mask = valid_mask(c)
+    for out in _in_thread(work):
+        check(c, out)
+        assert torch.equal(out[mask].view(torch.int32), expected[mask].view(torch.int32))
+
+
+@gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs two GPUs')
+def test_second_gpu_while_the_first_is_current():
+    # Alternate devices, each call with the other device current: the per-device CUfunction of each device
+    torch.cuda.set_device(0)
+    for dev in (1, 0, 1, 0):
+        logits, ks, ke, expected = _ragged_case(f'cuda:{dev}', seed=dev)
+        with torch.cuda.device(1 - dev):
+            deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        assert torch.equal(logits, expected)
+    with torch.cuda.device(1):
+        c = make_case(3, 2, 64, 128, 64, 400, seed=23)
+        torch.cuda.synchronize()
+    out = run(c)    # device 0 current, tensors (and metadata) on device 1
+    assert out.device == torch.device('cuda', 1)
+    with torch.cuda.device(1):
+        check(c, out)
+
+
+@gpu
+def test_print_configs_follows_the_environment_between_warm_calls(monkeypatch, capfd):
+    c = make_case(3, 1, 64, 128, 64, 300, seed=24)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
+    monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+    run(c, meta)
+    run(c, meta)
+    torch.cuda.synchronize()
+    capfd.readouterr()
+    for value in ('1', None, '1', '0', 'true', ''):
+        if value is None:
+            monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+        else:
+            monkeypatch.setenv('DG_PRINT_CONFIGS', value)
+        out = run(c, meta)
+        torch.cuda.synchronize()
+        printed = capfd.readouterr().err
+        on = value in ('1', 'true')
+        assert ('H=64 D=128 block_kv=64' in printed) == on, (value, printed)
+        check(c, out)
+
+
+@gpu
+@pytest.mark.skipif(torch.cuda.get_device_capability() != (9, 0) if torch.cuda.is_available() else True,
+                    reason='the F16 route and its q placement exist on sm_90 only')
+def test_sm90_q_placement_follows_the_environment_between_warm_calls(monkeypatch, capfd):
+    # The same variable changed in place (not added or removed) between warm calls: the next call's config follows
+    c = make_case(3, 1, 64, 128, 64, 300, seed=25)
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
+    monkeypatch.setenv('DG_PRINT_CONFIGS', '1')
+    monkeypatch.delenv('DG_SM90_FP8_MMA', raising=False)
+    outs = []
+    for q_place in ('smem', 'regs', 'smem', 'regs'):
+        monkeypatch.setenv('DG_SM90_F16_Q', q_place)
+        capfd.readouterr()
+        outs.append(run(c, meta))
+        torch.cuda.synchronize()
+        printed = capfd.readouterr().err
+        assert 'mma=f16' in printed and (' q=smem' in printed) == (q_place == 'smem'), (q_place, printed)
+        check(c, outs[-1])
+    monkeypatch.setenv('DG_SM90_FP8_MMA', 'plain')
+    capfd.readouterr()
+    check(c, run(c, meta))
+    torch.cuda.synchronize()
+    assert 'mma=plain' in capfd.readouterr().err
+    monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
+    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
+        run(c, meta)
+    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
+        run(c, meta)    # an invalid value is never kept: every call reports it
