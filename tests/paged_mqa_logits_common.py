@@ -2,8 +2,8 @@
 tests/test_fp4_paged_mqa_logits.py (FP4 cache).
 
 Lengths and block tables for a case, the per-page reference loop, the valid-column mask, the call through
-`fp8_fp4_paged_mqa_logits`, the layout checks of a logits buffer, the varlen (`indices`) lengths, and the
-MMA-form cross-check test body.
+`fp8_fp4_paged_mqa_logits`, the layout checks of a logits buffer, the varlen (`indices`) lengths and test body,
+the 20-call determinism check, and the MMA-form cross-check test body.
 """
 import pytest
 import torch
@@ -99,6 +99,32 @@ def varlen_lengths(c, reps):
     offs = torch.cat([torch.arange(r, device='cuda') - (r - 1) for r in reps])
     ctx = (base + offs).clamp(min=0).int().view(T, 1)
     return idx, T, ctx
+
+
+def assert_deterministic(c, run, check, calls=20):
+    """`calls` calls with one metadata tensor: the first is correct, the others equal it bitwise on every valid
+    element."""
+    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], c['block_kv'], deep_gemm.get_num_sms())
+    mask = valid_mask(c)
+    first = run(c, meta)
+    check(c, first)
+    for _ in range(calls - 1):
+        assert torch.equal(run(c, meta)[mask].view(torch.int32), first[mask].view(torch.int32))
+
+
+def check_varlen(c, run, check, reps, make_q, seed=9):
+    """The varlen (`indices`) form of case `c`: request b repeated reps[b] times (`varlen_lengths`), q and weights
+    drawn fresh (`make_q(T, generator)` returns the entries of q for the case dict); clean_logits off and on."""
+    H, bkv = c['weights'].shape[1], c['block_kv']
+    idx, T, ctx = varlen_lengths(c, reps)
+    g = torch.Generator(device='cuda').manual_seed(seed)
+    v = dict(c)
+    v.update(make_q(T, g))
+    v.update(weights=torch.randn(T, H, device='cuda', generator=g), context_lens=ctx, ctx2d=ctx,
+             block_table=c['block_table'][idx.long()].contiguous())
+    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, bkv, deep_gemm.get_num_sms(), indices=idx)
+    check(v, run(v, meta, indices=idx))
+    check(v, run(v, meta, indices=idx, clean_logits=True), clean=True)
 
 
 def mma_cross_check_mechanism(c, run, check, monkeypatch, tag, config, once_per_config=False):

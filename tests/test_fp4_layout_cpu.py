@@ -426,5 +426,9 @@ def test_mirror_matches_header_source():
                    'raw[2] = *reinterpret_cast<const uint32_t*>(p + 16);',
                    '((lane & 1) ? sf_row_g8 : sf_row_g) >> (16 * kStep)', 'sf_col_g >> (16 * kStep)',
                    '%10, {0, 0}, %11, {0, 0}', 'kind::mxf4nvf4.block_scale.scale_vec::2X.f32.e2m1.e2m1.f32.ue8m0',
-                   'a.r[j][i] = v[j];', 'b.r[j][i] = v[j];', 'bf16_m16n8k16(d, a.r[j], b.r[j]);'):
+                   'out[j][i] = v[j];', 'dequantize_sub_steps(a.r, raw, scale);',
+                   'dequantize_sub_steps(b.r, raw, scale);', 'return ue8m0_to_bf16x2((packed >> (8 * kByte)) & 0xffu);',
+                   'scale_of<2 * kStep>(sf_row_g), scale_of<2 * kStep>(sf_row_g8)',
+                   'scale_of<2 * kStep + 1>(sf_row_g), scale_of<2 * kStep + 1>(sf_row_g8)',
+                   'bf16_m16n8k16(d, a.r[j], b.r[j]);'):
         assert needle in src, needle

@@ -13,8 +13,9 @@ import deep_gemm
 from deep_gemm.testing import calc_diff
 from deep_gemm.utils.fp4_cache import dequantize_fp4, quantize_fp4
 
-from paged_mqa_logits_common import (check_buffer, fill_block_table, make_lengths, mma_cross_check_mechanism,
-                                     paged_reference, run_fp8_fp4, valid_mask, varlen_lengths)
+from paged_mqa_logits_common import (assert_deterministic, check_buffer, check_varlen, fill_block_table,
+                                     make_lengths, mma_cross_check_mechanism, paged_reference, run_fp8_fp4,
+                                     valid_mask)
 
 gpu = pytest.mark.gpu
 
@@ -140,30 +141,17 @@ def test_fp4_vs_original(H, D, block_kv):
 
 @gpu
 def test_fp4_determinism_20_calls():
-    c = make_fp4_case(9, 2, 64, 128, 64, 3000, seed=3)
-    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
-    mask = valid_mask(c)
-    first = run(c, meta)
-    check(c, first)
-    for _ in range(19):
-        assert torch.equal(run(c, meta)[mask].view(torch.int32), first[mask].view(torch.int32))
+    assert_deterministic(make_fp4_case(9, 2, 64, 128, 64, 3000, seed=3), run, check)
 
 
 @gpu
 def test_fp4_varlen_indices():
-    H, D, bkv = 32, 128, 64
-    c = make_fp4_case(3, 1, H, D, bkv, 900, zero_frac=0.0, seed=5)
-    idx, T, ctx = varlen_lengths(c, [3, 1, 4])
-    g = torch.Generator(device='cuda').manual_seed(9)
-    q_orig = torch.randn(T, 1, H, D, device='cuda', generator=g).bfloat16().float()
-    q_fp4, q_sf = quantize_fp4(q_orig)
-    v = dict(c)
-    v.update(q=(q_fp4, q_sf), q_deq=dequantize_fp4(q_fp4, q_sf), q_orig=q_orig,
-             weights=torch.randn(T, H, device='cuda', generator=g), context_lens=ctx, ctx2d=ctx,
-             block_table=c['block_table'][idx.long()].contiguous())
-    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, bkv, deep_gemm.get_num_sms(), indices=idx)
-    check(v, run(v, meta, indices=idx))
-    check(v, run(v, meta, indices=idx, clean_logits=True), clean=True)
+    def make_q(T, g):
+        q_orig = torch.randn(T, 1, 32, 128, device='cuda', generator=g).bfloat16().float()
+        q_fp4, q_sf = quantize_fp4(q_orig)
+        return dict(q=(q_fp4, q_sf), q_deq=dequantize_fp4(q_fp4, q_sf), q_orig=q_orig)
+
+    check_varlen(make_fp4_case(3, 1, 32, 128, 64, 900, zero_frac=0.0, seed=5), run, check, [3, 1, 4], make_q)
 
 
 @gpu

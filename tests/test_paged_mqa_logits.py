@@ -11,8 +11,9 @@ import torch
 import deep_gemm
 from deep_gemm.testing import calc_diff
 
-from paged_mqa_logits_common import (ceil_div, check_buffer, fill_block_table, make_lengths, mma_cross_check_mechanism,
-                                     paged_reference, run_fp8_fp4, valid_mask, varlen_lengths)
+from paged_mqa_logits_common import (assert_deterministic, ceil_div, check_buffer, check_varlen, fill_block_table,
+                                     make_lengths, mma_cross_check_mechanism, paged_reference, run_fp8_fp4,
+                                     valid_mask)
 
 gpu = pytest.mark.gpu
 
@@ -292,28 +293,15 @@ def test_bf16_logits_with_float_weights_and_legacy_api():
 
 @gpu
 def test_determinism_20_calls():
-    c = make_case(9, 2, 64, 128, 64, 3000, seed=3)
-    meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
-    first = run(c, meta)
-    mask = valid_mask(c)
-    for _ in range(19):
-        assert torch.equal(run(c, meta)[mask].view(torch.int32), first[mask].view(torch.int32))
+    assert_deterministic(make_case(9, 2, 64, 128, 64, 3000, seed=3), run, check)
 
 
 @gpu
 def test_varlen_indices():
     # Tokens of one request share a block-table row and see increasing context lengths
-    H, D, bkv = 64, 128, 64
-    c = make_case(3, 1, H, D, bkv, 900, zero_frac=0.0, seed=5)
-    idx, T, ctx = varlen_lengths(c, [3, 1, 4])
-    g = torch.Generator(device='cuda').manual_seed(9)
-    v = dict(c)
-    v.update(q=torch.randn(T, 1, H, D, device='cuda', generator=g).to(torch.float8_e4m3fn),
-             weights=torch.randn(T, H, device='cuda', generator=g), context_lens=ctx, ctx2d=ctx,
-             block_table=c['block_table'][idx.long()].contiguous())
-    meta = deep_gemm.get_paged_mqa_logits_metadata(ctx, bkv, deep_gemm.get_num_sms(), indices=idx)
-    check(v, run(v, meta, indices=idx))
-    check(v, run(v, meta, indices=idx, clean_logits=True), clean=True)
+    c = make_case(3, 1, 64, 128, 64, 900, zero_frac=0.0, seed=5)
+    check_varlen(c, run, check, [3, 1, 4],
+                 lambda T, g: dict(q=torch.randn(T, 1, 64, 128, device='cuda', generator=g).to(torch.float8_e4m3fn)))
 
 
 @gpu

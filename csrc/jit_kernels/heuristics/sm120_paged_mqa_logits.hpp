@@ -23,6 +23,8 @@ struct PagedMQALogitsHeuristics {
     // shape (515.2 us), 2 m-tiles on 8 warps (465.8 us) tied it on the other shapes and spills on sm_90a. The same
     // held for sm_90's F16 route: 402.3 us here (docs/runs/2026-11-25_h100_run7_bench.log) vs 444.9 us with 8 warps
     // of 1 m-tile (run 6: 163 registers and two warps per scheduler, but 2.5 instead of 1.5 conversions per MMA).
+    // The F16 route's shared-q form (below) is the exception: 8 warps of 2 m-tiles in 168 registers, 279.1 us vs
+    // 329.3 us for its 4-warp form in the same run (docs/runs/2026-11-25_h100_run11_bench.log).
     static constexpr int kNumConsumerWarps = 4;
     static int num_threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
 

@@ -24,7 +24,7 @@
 // Epilogue: relu(acc) * w summed over the lane's heads, a reduce-scatter over the quad (shfl_xor 1, 2) that
 // leaves each lane whole sums of distinct keys, times the key's scale (FP8), stored for j < ctx.
 //
-// Consumer warp w (of C = 4) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by next_n),
+// Consumer warp w (of C = 4 or 8) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by next_n),
 // P m-group parts, G = C / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
 // rows r, r + R, ... and reloads its q fragments per row (a slower path for next_n > 4).
 //
@@ -106,9 +106,10 @@ struct PagedWalker {
 };
 
 // kFp4: FP4 q / keys (else FP8). kFastMma: the sm_120a/121a-only form (FP8: block-scaled with unit scales; FP4:
-// native m16n8k64). The block is 4 consumer warps plus one producer warp (160 threads; the host's
-// `PagedMQALogitsHeuristics::kNumThreads`). NOTES: 5 warps allow 255 registers, which 2 m-tiles per warp with
-// H = 64 need on sm_90 (9 warps would put 3 on some SM sub-partition, capping them at 168).
+// native m16n8k64). The block is kNumConsumerWarps consumer warps plus one producer warp (the host's
+// `PagedMQALogitsHeuristics::num_threads`). NOTES: with 4 consumers (5 warps) registers go up to 255, which 2
+// m-tiles per warp with q in registers need; 8 consumers (9 warps: 3 on one SM sub-partition) cap them at 168,
+// which only the shared-q F16 route fits.
 //
 // kQSmem (portable FP4 or the F16 route): each consumer warp dequantizes / converts its row's q once into its own
 // shared-memory region (bf16 in the k order of `Fp4Mma<false>`, or f16 in that of `mma::split_fp8_b`; 16-byte chunks

@@ -34,6 +34,11 @@ DG_DEVICE void cp_async_16_zfill(uint32_t smem_dst, const void* gmem_src, bool v
                  : "memory");
 }
 
+DG_DEVICE void sts_128(uint32_t addr, const uint32_t (&r)[4]) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" :: "r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+}
+
 DG_DEVICE void lds_128(uint32_t (&r)[4], uint32_t addr) {
     asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
@@ -174,6 +179,26 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         }
     };
 
+    // `b` to TF32 once per stage, in place, each thread on the chunks it copied (complete for it after its
+    // cp.async wait; the CTA barrier that follows publishes them) instead of every warp per use: the 4 row-group warps
+    // read the same `b` values, so this is a quarter of the conversions (ptxas emulates cvt.rna.tf32 with 2
+    // instructions: 48 of a warp's 227 SASS instructions per stage before)
+    const auto round_b_stage = [&](const int stage) {
+        const uint32_t sb = smem_b + stage * kStageBytesB + b_dst0;
+        #pragma unroll
+        for (int j = 0; j < kPassesB; ++j) {
+            if (b_copy[j]) {
+                const uint32_t addr = sb + j * (kRowsPerPassB * kChunksB * 16);
+                uint32_t v[4];
+                lds_128(v, addr);
+                #pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    v[e] = b_to_tf32<kRoundRNA>(v[e]);
+                sts_128(addr, v);
+            }
+        }
+    };
+
     float acc[2][kNumNTiles][4];
     float sq[2][2];
     #pragma unroll
@@ -208,8 +233,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
             lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
             #pragma unroll
             for (int i = 0; i < 4; ++i) {
-                bv[nt][i] = b_to_tf32<kRoundRNA>(lo[i]);
-                bv[nt][4 + i] = b_to_tf32<kRoundRNA>(hi[i]);
+                bv[nt][i] = lo[i];          // already TF32 (`round_b_stage`)
+                bv[nt][4 + i] = hi[i];
             }
         }
         #pragma unroll
@@ -248,6 +273,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     }
     for (int i = 0; i < num_kb; ++i) {
         ptx::cp_async_wait<kNumStages - 2>();
+        round_b_stage(i % kNumStages);
         __syncthreads();
         const int next = i + kNumStages - 1;
         if (next < num_kb)

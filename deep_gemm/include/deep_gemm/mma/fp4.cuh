@@ -159,6 +159,30 @@ struct Fp4Mma<true> {
     }
 };
 
+namespace fp4_detail {
+
+// Byte `kByte` of four packed UE8M0 scales as a bf16x2 multiplier
+template <int kByte>
+DG_DEVICE uint32_t scale_of(const uint32_t packed) {
+    return ue8m0_to_bf16x2((packed >> (8 * kByte)) & 0xffu);
+}
+
+// Raw e2m1 registers -> the bf16 registers of four k16 sub-steps: out[j][i] = nibbles 2j, 2j + 1 of raw[i] times
+// scale[i] (the portable k order: sub-step j takes nibbles 2j, 2j + 1 of every raw register)
+template <int kN>
+DG_DEVICE void dequantize_sub_steps(uint32_t (&out)[4][kN], const uint32_t (&raw)[kN], const uint32_t (&scale)[kN]) {
+    #pragma unroll
+    for (int i = 0; i < kN; ++ i) {
+        uint32_t v[4];
+        e2m1x8_to_bf16x8(v, raw[i], scale[i]);
+        #pragma unroll
+        for (int j = 0; j < 4; ++ j)
+            out[j][i] = v[j];
+    }
+}
+
+} // namespace fp4_detail
+
 // Portable: dequantized bf16 operands for four m16n8k16 sub-steps, the block scales folded into the values
 template <>
 struct Fp4Mma<false> {
@@ -168,41 +192,22 @@ struct Fp4Mma<false> {
     template <int kStep>
     DG_DEVICE static FragA make_a(const uint32_t (&raw)[4], uint32_t sf_row_g, uint32_t sf_row_g8) {
         static_assert(kStep == 0 or kStep == 1, "a 64-wide k step of D <= 128");
-        constexpr int kShift0 = 16 * kStep, kShift1 = 16 * kStep + 8;
+        using namespace fp4_detail;
         // raw[0]: row g, block 2s; raw[1]: row g+8, block 2s; raw[2]: row g, block 2s+1; raw[3]: row g+8, block 2s+1
-        const uint32_t scale[4] = {
-            fp4_detail::ue8m0_to_bf16x2((sf_row_g >> kShift0) & 0xffu),
-            fp4_detail::ue8m0_to_bf16x2((sf_row_g8 >> kShift0) & 0xffu),
-            fp4_detail::ue8m0_to_bf16x2((sf_row_g >> kShift1) & 0xffu),
-            fp4_detail::ue8m0_to_bf16x2((sf_row_g8 >> kShift1) & 0xffu)};
+        const uint32_t scale[4] = {scale_of<2 * kStep>(sf_row_g), scale_of<2 * kStep>(sf_row_g8),
+                                   scale_of<2 * kStep + 1>(sf_row_g), scale_of<2 * kStep + 1>(sf_row_g8)};
         FragA a;
-        #pragma unroll
-        for (int i = 0; i < 4; ++ i) {
-            uint32_t v[4];
-            fp4_detail::e2m1x8_to_bf16x8(v, raw[i], scale[i]);
-            // bf16 A register i of sub-step j: raw register i, nibbles 2j and 2j+1
-            #pragma unroll
-            for (int j = 0; j < 4; ++ j)
-                a.r[j][i] = v[j];
-        }
+        dequantize_sub_steps(a.r, raw, scale);
         return a;
     }
 
     template <int kStep>
     DG_DEVICE static FragB make_b(const uint32_t (&raw)[2], uint32_t sf_col_g) {
         static_assert(kStep == 0 or kStep == 1, "a 64-wide k step of D <= 128");
-        constexpr int kShift0 = 16 * kStep, kShift1 = 16 * kStep + 8;
-        const uint32_t scale[2] = {fp4_detail::ue8m0_to_bf16x2((sf_col_g >> kShift0) & 0xffu),
-                                   fp4_detail::ue8m0_to_bf16x2((sf_col_g >> kShift1) & 0xffu)};
+        using namespace fp4_detail;
+        const uint32_t scale[2] = {scale_of<2 * kStep>(sf_col_g), scale_of<2 * kStep + 1>(sf_col_g)};
         FragB b;
-        #pragma unroll
-        for (int i = 0; i < 2; ++ i) {
-            uint32_t v[4];
-            fp4_detail::e2m1x8_to_bf16x8(v, raw[i], scale[i]);
-            #pragma unroll
-            for (int j = 0; j < 4; ++ j)
-                b.r[j][i] = v[j];
-        }
+        dequantize_sub_steps(b.r, raw, scale);
         return b;
     }
 
