@@ -2,6 +2,8 @@
 # Everything the lent GPU is needed for, in one call (its machine starts bare each time):
 #   build the extension → pre-compile the SM120-mode configs in parallel → GPU tests → benchmarks.
 # Logs go under $OUT (or ./device_out). Usage: bash benchmarks/device_check.sh [pytest -k expression] [bench args]
+# Optional: HC_TIMELINE=1 adds the hc kernel's per-CTA timeline (benchmarks/hc_timeline.cu), NCU=1 the paged kernel's
+# DRAM byte count.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
@@ -24,6 +26,10 @@ if [ "$BENCH" != "none" ]; then
     t0=$(date +%s)
     python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
     echo "bench: $(( $(date +%s) - t0 )) s"
+fi
+if [ "${HC_TIMELINE:-0}" = "1" ]; then
+    nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I deep_gemm/include benchmarks/hc_timeline.cu \
+        -o /tmp/hc_timeline && /tmp/hc_timeline 2>&1 | tee "$OUT/hc_timeline.log"
 fi
 if [ "${NCU:-0}" = "1" ] && command -v ncu >/dev/null; then
     ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum \

@@ -3,8 +3,8 @@
 // The mHC pre-norm GEMM (CONTRACT.md §3): d = a · bᵀ with TF32 operands and FP32 accumulation, and
 // sqr_sum[m] = Σ_k a[m, k]², both from one pass over `a`.
 //
-// One CTA computes a kBlockM-row tile of `a` over one K range. Grid: x = M tile, y = internal K split,
-// z = caller's split (`num_splits`). A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a`
+// One CTA computes a kBlockM-row tile of `a` over a share of the K blocks of the caller's split (internal split s of
+// S takes blocks s, s + S, s + 2S, ...). Grid: x = M tile, y = internal K split, z = caller's split (`num_splits`). A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a`
 // (bf16) and `b` (fp32, only rows < N) through shared memory. 8 warps = 4 row groups (32 rows each) x 2 K halves;
 // a warp owns 2 m16 tiles x kNumNTiles n8 tiles and runs tf32 `mma.sync m16n8k8`.
 //
@@ -22,6 +22,12 @@
 #include "../common/types.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
+
+// Per-CTA timeline marks for benchmarks/hc_timeline.cu, which defines this before including the file: slot 1 = main
+// loop done, 2 = split election done, 3 = the closer's first-level sum done. Nothing in the library.
+#ifndef DG_HC_TIMELINE_MARK
+#define DG_HC_TIMELINE_MARK(slot)
+#endif
 
 namespace deep_gemm {
 
@@ -51,9 +57,11 @@ DG_DEVICE float4 ld_cg_f4(const float* ptr) {
     return v;
 }
 
-DG_DEVICE uint32_t atomic_add_u32(uint32_t* ptr, uint32_t v) {
+// Counts this CTA in: release (its threads' partial stores, ordered before this thread by the CTA barrier that
+// precedes the call, become visible first) and acquire (the partials counted in before are visible after it)
+DG_DEVICE uint32_t arrive_acq_rel(uint32_t* counter) {
     uint32_t old;
-    asm volatile("atom.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(ptr), "r"(v) : "memory");
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
     return old;
 }
 
@@ -117,23 +125,31 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     const int active_rows = min_of(kBlockM, align_up(valid_rows, kWarpM));
     const bool warp_active = wm * kWarpM < valid_rows;
 
+    // This CTA's K blocks: every num_int_splits-th block of the caller's split, starting at block `split`.
+    // NOTES: interleaved rather than contiguous K ranges: the CTAs of one tile then read neighbouring 128-byte pieces
+    // of the same rows at about the same time, and each CTA's addresses spread over the whole K range. Lab trace on
+    // the H100 (M = 4096, 4 splits, same run): median main-loop end 47.3-48.2 instead of 50.5-51.4 us, the slowest
+    // CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous ranges some tiles were slow in every run (their
+    // slowness correlated 0.96 between halves of 66 runs; the SM it ran on 0.49): an address effect, not an SM one.
     const int kb_per_user = K / kBlockK / num_user_splits;
-    const int kb_begin = user_split * kb_per_user + split * kb_per_user / num_int_splits;
-    const int kb_end = user_split * kb_per_user + (split + 1) * kb_per_user / num_int_splits;
-    const int num_kb = kb_end - kb_begin;
+    const int kb_user0 = user_split * kb_per_user;
+    const int num_kb = (kb_per_user - split + num_int_splits - 1) / num_int_splits;
     // The K order is rotated by M tile: tiles of one split then read different slices of `b` (and different column
     // offsets of `a`) at the same moment instead of all CTAs asking L2 for the same `b` lines. The order depends only
     // on the shape and the tile, so the sums stay deterministic.
     const int rot = num_kb > 0 ? static_cast<int>(static_cast<int64_t>(tile) * num_kb / num_m_tiles % num_kb) : 0;
     const auto kb_of = [&](const int i) {
         const int j = i + rot;
-        return kb_begin + (j >= num_kb ? j - num_kb : j);
+        return kb_user0 + split + num_int_splits * (j >= num_kb ? j - num_kb : j);
     };
 
     // --- producer: one stage of `a` (rows < valid_rows, the active remainder zero-filled) and `b` (rows < N) ---
     // Each thread's copies are fixed for the whole K loop: chunk tid % kChunksA of `a` rows tid / kChunksA + j *
     // kRowsPerPassA, and chunk tid % kChunksB of `b` rows tid / kChunksB + j * kRowsPerPassB. Only the column k0
     // moves, so a copy costs one pointer add; sources, destinations and predicates are computed once here.
+    // NOTES: the same plan as a per-operand struct (one constructor, an issue() method) cost 33 more SASS
+    // instructions per stage in the main loop (252 vs 219: ptxas rematerialized thread-index math inside the loop),
+    // so the two operands' plans stay spelled out.
     // NOTES: computing them per copy (the first version) made the producer 227 of the main loop's 405 SASS
     // instructions per warp per stage, and the kernel issue-latency bound (ncu: 4.4 cycles per issue, 2 warps
     // per scheduler, DRAM at 66%).
@@ -284,6 +300,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     }
     ptx::cp_async_wait<0>();
     __syncthreads();
+    DG_HC_TIMELINE_MARK(1);
 
     // --- epilogue: reduce the quad, then the two K halves, into smem `red` / `red_sq` (pipeline buffers reused) ---
     float* red = reinterpret_cast<float*>(smem_buf);
@@ -367,26 +384,48 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     const auto smem_vec = [&](const int e) -> float* {
         return e < num_vec_d ? red + (e / kVecPerRow) * kRedPitch + (e % kVecPerRow) * 4 : red_sq + (e - num_vec_d) * 4;
     };
-    // red/red_sq -> a workspace block; then count this CTA in; true for the last of `expected` arrivals
+    // red/red_sq -> a workspace block; then count this CTA in; true for the last of `expected` arrivals.
+    // NOTES: one acq_rel atomic by one thread after the CTA barrier (PTX memory model: the barrier orders the other
+    // threads' stores before it, and release is cumulative) instead of a __threadfence (fence.sc) in every thread
+    // before and after a relaxed atomic: 1.57 instead of 2.12 us from the end of the main loop to the election
+    // (H100, M = 4096, lab trace with %globaltimer).
     const auto publish_and_arrive = [&](float* ws, uint32_t* counter, const int expected) {
         for (int e = tid; e < num_vec; e += kNumThreads) {
             const float* src = smem_vec(e);
             *reinterpret_cast<float4*>(ws + ws_offset(e)) = make_float4(src[0], src[1], src[2], src[3]);
         }
-        __threadfence();
         __syncthreads();
         if (tid == 0)
-            *flag = atomic_add_u32(counter, 1) == static_cast<uint32_t>(expected - 1);
+            *flag = arrive_acq_rel(counter) == static_cast<uint32_t>(expected - 1);
         __syncthreads();
-        const bool last = *flag != 0;
-        if (last)
-            __threadfence();
-        return last;
+        return *flag != 0;
     };
-    // red/red_sq = sum over i < count of block(i), in a fixed order: `group` lanes share an element, lane u sums
-    // blocks u, u + group, ... in order, then a fixed xor tree joins the lanes. `group` depends only on the shape.
-    // All loads of a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add.
-    const auto reduce = [&](auto&& block, const int count) {
+    // The final value of float4 element `e` of a block, straight from registers to d / sqr_sum
+    const auto store_vec = [&](const int e, const float4 v) {
+        const float x[4] = {v.x, v.y, v.z, v.w};
+        if (e < num_vec_d) {
+            const int r = e / kVecPerRow, c0 = (e % kVecPerRow) * 4;
+            #pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (c0 + i < N)
+                    d[(out_row0 + r) * N + c0 + i] = x[i];
+            }
+        } else {
+            const int r0 = (e - num_vec_d) * 4;
+            #pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (r0 + i < valid_rows)
+                    sqr_sum[out_row0 + r0 + i] = x[i];
+            }
+        }
+    };
+    // sum over i < count of block(i), in a fixed order: `group` lanes share an element, lane u sums blocks u,
+    // u + group, ... in order, then a fixed xor tree joins the lanes. `group` depends only on the shape. All loads of
+    // a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add. The sum goes to d / sqr_sum
+    // (`final`) or to red/red_sq.
+    // NOTES: storing the final sums from registers (no pass through shared memory, no CTA barrier, no division by N)
+    // shortened the closer's tail: see the "store" phase in docs/PERF.md.
+    const auto reduce = [&](auto&& block, const int count, const bool final) {
         int group = 1;
         while (group < 32 and group < count and group * 2 * num_vec <= kNumThreads)
             group *= 2;
@@ -423,6 +462,15 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
                 sum[j].z += ptx::shfl_xor(sum[j].z, o), sum[j].w += ptx::shfl_xor(sum[j].w, o);
             }
         }
+        if (final) {
+            #pragma unroll
+            for (int j = 0; j < kMaxJ; ++j) {
+                const int e = tid / group + j * slots;
+                if (e < num_vec and u == 0)
+                    store_vec(e, sum[j]);
+            }
+            return;
+        }
         __syncthreads();    // every thread is done reading red/red_sq (publish) before they are overwritten
         #pragma unroll
         for (int j = 0; j < kMaxJ; ++j) {
@@ -437,22 +485,22 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
 
     // Level 1
     const int first = grp * group_size, in_group = min_of(group_size, num_int_splits - first);
-    if (not publish_and_arrive(ws1(split), tile_counters + grp, in_group))
+    const bool closer = publish_and_arrive(ws1(split), tile_counters + grp, in_group);
+    DG_HC_TIMELINE_MARK(2);
+    if (not closer)
         return;
-    reduce([&](const int i) { return ws1(first + i); }, in_group);
+    reduce([&](const int i) { return ws1(first + i); }, in_group, num_groups == 1);
+    DG_HC_TIMELINE_MARK(3);
     if (tid == 0)
         tile_counters[grp] = 0;
-    if (num_groups == 1) {
-        store_outputs();
+    if (num_groups == 1)
         return;
-    }
     // Level 2
     if (not publish_and_arrive(ws2(grp), tile_counters + num_groups, num_groups))
         return;
-    reduce([&](const int i) { return ws2(i); }, num_groups);
+    reduce([&](const int i) { return ws2(i); }, num_groups, true);
     if (tid == 0)
         tile_counters[num_groups] = 0;
-    store_outputs();
 }
 
 } // namespace deep_gemm
