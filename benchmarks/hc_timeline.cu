@@ -5,10 +5,14 @@
 // Build and run (on the GPU machine; `benchmarks/device_check.sh` does this with HC_TIMELINE=1):
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I deep_gemm/include benchmarks/hc_timeline.cu \
 //        -o /tmp/hc_timeline && /tmp/hc_timeline [M] [internal splits] [group size]
+//   /tmp/hc_timeline sweep [M:splits:group ...]: M = 1, 64, 256, 1024 over internal split counts and sum shapes (or
+//   the given triples, M <= 4096), one line each
 // Defaults: M = 4096 with the 4 internal splits (one group) that the host plan picks on a 132-SM GPU; N = 24,
 // K = 16384. The same work is also run as 4 caller splits (`num_splits=4`: no in-kernel sum) for comparison. The L2
 // is flushed by reading 256 MB before every timed launch. The tile shape is the library's (128 x 64, 4 stages).
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -71,7 +75,7 @@ static double quantile(std::vector<double> v, double q) {
 }
 
 static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, int m, int user_splits, int int_splits,
-                int group, const uint4* flush, unsigned* sink) {
+                int group, const uint4* flush, unsigned* sink, bool brief = false) {
     const int tiles = (m + kBlockM - 1) / kBlockM, ctas = tiles * user_splits * int_splits;
     const int smem = kStages * (kBlockM * 64 * 2 + kN * 64 * 4);
     CHECK(cudaFuncSetAttribute(hc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -88,6 +92,7 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
     cudaEvent_t e0, e1;
     CHECK(cudaEventCreate(&e0));
     CHECK(cudaEventCreate(&e1));
+    std::vector<double> events, spans;
     for (int rep = 0; rep < 6; ++rep) {
         read_all<<<1024, 256>>>(flush, (256ll << 20) / 16, sink);
         CHECK(cudaMemset(timeline, 0, 64 * ctas));
@@ -106,6 +111,9 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
         for (int c = 0; c < ctas; ++c)
             t0 = std::min(t0, t[c * 8]), t1 = std::max(t1, t[c * 8 + 4]);
         const auto us = [&](int c, int slot) { return (t[c * 8 + slot] - t0) / 1e3; };
+        events.push_back(ms * 1e3), spans.push_back((t1 - t0) / 1e3);
+        if (brief)
+            continue;
         std::vector<double> main_end;
         for (int c = 0; c < ctas; ++c)
             main_end.push_back(us(c, 1));
@@ -133,6 +141,9 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
         }
         std::printf("\n");
     }
+    if (brief)
+        std::printf("%-10s M=%5d caller splits=%d internal=%3d group=%3d: event median %.1f us, span median %.1f us\n",
+                    name, m, user_splits, int_splits, group, quantile(events, 0.5), quantile(spans, 0.5));
     CHECK(cudaFree(d));
     CHECK(cudaFree(s));
     CHECK(cudaFree(ws));
@@ -141,6 +152,48 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
 }
 
 int main(int argc, char** argv) {
+    if (argc > 1 and std::string(argv[1]) == "sweep") {
+        // Small M: internal split counts and sum shapes, to check the host plan's choice (brief lines)
+        const int max_m = 4096;
+        deep_gemm::bf16_t* a;
+        float* b;
+        unsigned* sink;
+        void* flush;
+        CHECK(cudaMalloc(&a, 2ll * max_m * kK));
+        CHECK(cudaMalloc(&b, 4ll * kN * kK));
+        CHECK(cudaMalloc(&sink, 64));
+        CHECK(cudaMalloc(&flush, 256ll << 20));
+        CHECK(cudaMemset(flush, 0, 256ll << 20));
+        fill_bits<<<1024, 256>>>(reinterpret_cast<unsigned*>(a), 1ll * max_m * kK / 2, 1);
+        fill_bits<<<64, 256>>>(reinterpret_cast<unsigned*>(b), 1ll * kN * kK, 2);
+        const auto* f = static_cast<const uint4*>(flush);
+        if (argc > 2) {
+            // Explicit M:splits:group triples
+            for (int i = 2; i < argc; ++i) {
+                int m = 0, sp = 0, g = 0;
+                if (std::sscanf(argv[i], "%d:%d:%d", &m, &sp, &g) == 3 and m >= 1 and m <= max_m and sp >= 1 and
+                    g >= 1 and g <= sp and kK / 64 / sp >= 2)
+                    run("sweep", a, b, m, 1, sp, g, f, sink, true);
+                else
+                    std::printf("skipped '%s': expected M:splits:group with M <= %d\n", argv[i], max_m);
+            }
+            return 0;
+        }
+        for (const int m : {1, 64, 256, 1024}) {
+            const int tiles = (m + kBlockM - 1) / kBlockM;
+            for (const int s : {4, 8, 16, 32, 64, 128}) {
+                if (tiles * s > 132 or s > kK / 128)
+                    continue;
+                run("sweep", a, b, m, 1, s, s, f, sink, true);
+                const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(s))));
+                if (g < s and s >= 8)
+                    run("sweep", a, b, m, 1, s, g, f, sink, true);
+            }
+            if (tiles * 16 <= 132)
+                run("caller", a, b, m, 16, 1, 1, f, sink, true);
+        }
+        return 0;
+    }
     const int m = argc > 1 ? std::atoi(argv[1]) : 4096;
     const int int_splits = argc > 2 ? std::atoi(argv[2]) : 4;
     const int group = argc > 3 ? std::atoi(argv[3]) : int_splits;

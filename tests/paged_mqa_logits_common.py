@@ -112,6 +112,21 @@ def assert_deterministic(c, run, check, calls=20):
         assert torch.equal(run(c, meta)[mask].view(torch.int32), first[mask].view(torch.int32))
 
 
+def check_written_and_clean(c, run, check, dtype, monkeypatch):
+    """Case `c` with every logits buffer starting as NaN (DG_DEBUG_POISON_OUTPUTS): each valid column must be
+    written, and with clean_logits=False nothing past a row's length touched; with clean_logits=True the valid values
+    are bitwise the same and the rest exact -inf (`check(..., clean=True)`)."""
+    monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
+    out = run(c, logits_dtype=dtype)
+    check(c, out, dtype)
+    mask = valid_mask(c)
+    assert torch.isnan(out.float()[~mask]).all(), 'a column past a row\'s context length was written'
+    out_clean = run(c, clean_logits=True, logits_dtype=dtype)
+    check(c, out_clean, dtype, clean=True)
+    view = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    assert torch.equal(out_clean[mask].view(view), out[mask].view(view))
+
+
 def check_varlen(c, run, check, reps, make_q, seed=9):
     """The varlen (`indices`) form of case `c`: request b repeated reps[b] times (`varlen_lengths`), q and weights
     drawn fresh (`make_q(T, generator)` returns the entries of q for the case dict); clean_logits off and on."""

@@ -2,7 +2,6 @@
 sm_121a, and its resources are checked: shared memory within 101376 B, no local memory (spills or stack), and
 the intended MMA instructions in the SASS."""
 import os
-import shutil
 
 import pytest
 

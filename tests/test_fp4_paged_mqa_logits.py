@@ -13,9 +13,9 @@ import deep_gemm
 from deep_gemm.testing import calc_diff
 from deep_gemm.utils.fp4_cache import dequantize_fp4, quantize_fp4
 
-from paged_mqa_logits_common import (assert_deterministic, check_buffer, check_varlen, fill_block_table,
-                                     make_lengths, mma_cross_check_mechanism, paged_reference, run_fp8_fp4,
-                                     valid_mask)
+from paged_mqa_logits_common import (assert_deterministic, check_buffer, check_varlen, check_written_and_clean,
+                                     fill_block_table, make_lengths, mma_cross_check_mechanism, paged_reference,
+                                     run_fp8_fp4, valid_mask)
 
 gpu = pytest.mark.gpu
 
@@ -114,17 +114,7 @@ def test_fp4_paged_logits_sweep(H, D, block_kv, next_n, monkeypatch):
     opts = _opts(i)
     c = make_fp4_case(4, next_n, H, D, block_kv, 300 + 37 * (i % 5), seed=i, **opts)
     bf16_logits = opts.get('bf16_weights', False) or i % 4 == 3
-    dtype = torch.bfloat16 if bf16_logits else torch.float32
-    # Every logits buffer starts as NaN: valid columns must all be written; nothing past a row's length touched
-    monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
-    out = run(c, logits_dtype=dtype)
-    check(c, out, dtype)
-    assert torch.isnan(out.float()[~valid_mask(c)]).all(), 'a column past a row\'s context length was written'
-    out_clean = run(c, clean_logits=True, logits_dtype=dtype)
-    check(c, out_clean, dtype, clean=True)
-    mask = valid_mask(c)
-    view = torch.int16 if bf16_logits else torch.int32
-    assert torch.equal(out_clean[mask].view(view), out[mask].view(view))
+    check_written_and_clean(c, run, check, torch.bfloat16 if bf16_logits else torch.float32, monkeypatch)
 
 
 @gpu

@@ -237,7 +237,8 @@ def test_m_zero():
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.parametrize('m,n,k,num_splits', [(1, 24, 16384, None), (64, 24, 16384, None), (128, 17, 16384, None),
-                                              (300, 32, 16384, None), (4096, 24, 16384, None), (64, 24, 16384, 16),
+                                              (300, 32, 16384, None), (1024, 24, 16384, None),
+                                              (2048, 24, 16384, None), (4096, 24, 16384, None), (64, 24, 16384, 16),
                                               (7, 8, 4096, 4)])
 def test_split_plans(m, n, k, num_splits):
     """The shapes whose plans differ (split count, one- or two-level sum tree, rotated K order with several M tiles)

@@ -11,9 +11,9 @@ import torch
 import deep_gemm
 from deep_gemm.testing import calc_diff
 
-from paged_mqa_logits_common import (assert_deterministic, ceil_div, check_buffer, check_varlen, fill_block_table,
-                                     make_lengths, mma_cross_check_mechanism, paged_reference, run_fp8_fp4,
-                                     valid_mask)
+from paged_mqa_logits_common import (assert_deterministic, ceil_div, check_buffer, check_varlen,
+                                     check_written_and_clean, fill_block_table, make_lengths, mma_cross_check_mechanism,
+                                     paged_reference, run_fp8_fp4, valid_mask)
 
 gpu = pytest.mark.gpu
 
@@ -246,19 +246,7 @@ SWEEP = [
 def test_paged_logits_sweep(H, D, block_kv, next_n, opts, monkeypatch):
     bf16 = opts.get('bf16', False)
     c = make_case(5, next_n, H, D, block_kv, 700, seed=H + D + block_kv + next_n, **opts)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    # Every logits buffer starts as NaN (DG_DEBUG_POISON_OUTPUTS): valid columns must all be written, and with
-    # clean_logits=False nothing past a row's length may be touched
-    monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
-    out = run(c, logits_dtype=dtype)
-    check(c, out, dtype)
-    assert torch.isnan(out.float()[~valid_mask(c)]).all(), 'a column past a row\'s context length was written'
-    # clean_logits=True: identical valid values, exact -inf elsewhere
-    out_clean = run(c, clean_logits=True, logits_dtype=dtype)
-    check(c, out_clean, dtype, clean=True)
-    mask = valid_mask(c)
-    assert torch.equal(out_clean[mask].view(torch.int16 if bf16 else torch.int32),
-                       out[mask].view(torch.int16 if bf16 else torch.int32))
+    check_written_and_clean(c, run, check, torch.bfloat16 if bf16 else torch.float32, monkeypatch)
 
 
 @gpu

@@ -31,7 +31,7 @@ def run(ceilings) -> list:
     k, n = 16384, 24
     torch.manual_seed(0)
     b = torch.randn(n, k, device='cuda') * 0.02
-    for m, num_splits in ((1, None), (64, None), (4096, None), (16384, None), (64, 16), (4096, 16)):
+    for m, num_splits in ((1, None), (64, None), (1024, None), (4096, None), (16384, None), (64, 16), (4096, 16)):
         a = torch.randn(m, k, device='cuda').to(torch.bfloat16)
         shape_d = (m, n) if num_splits is None else (num_splits, m, n)
         shape_s = (m,) if num_splits is None else (num_splits, m)

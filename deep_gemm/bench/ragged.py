@@ -26,6 +26,23 @@ def _inputs(n, seed=0, window=None):
     return q_fp8, kv_fp8.contiguous(), kv_scale.contiguous(), w, ks, ke
 
 
+class _Case:
+    """One causal FP8 case of N keys: its inputs, the call with clean_logits off / on, its valid (query, key) pairs
+    and masked elements, and the bytes a call must read."""
+
+    def __init__(self, n, seed=0, window=None):
+        import deep_gemm
+        self.inputs = q_fp8, kv_fp8, kv_scale, w, ks, ke = _inputs(n, seed, window)
+        self.pairs = int((ke - ks).sum().item())
+        self.masked = S * n - self.pairs
+        self.bytes_read = q_fp8.numel() + kv_fp8.numel() + kv_scale.numel() * 4 + w.numel() * 4 + 2 * S * 4
+        self.plain = lambda: deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=False)
+        self.clean = lambda: deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=True)
+
+    def check(self, out, clean):
+        return _check(out, *self.inputs, clean=clean)
+
+
 def _check(out, q_fp8, kv_fp8, kv_scale, w, ks, ke, clean, num_rows=16):
     """calc_diff of a sample of rows against a float64 reference; with `clean`, the -inf mask exactly."""
     from ..testing import calc_diff
@@ -73,60 +90,40 @@ def run(ceilings) -> list:
     rows = []
     write_bw = ceilings.write_bw
     for n in (16384, 65536):
-        q_fp8, kv_fp8, kv_scale, w, ks, ke = _inputs(n)
-        pairs = int((ke - ks).sum().item())
-        masked = S * n - pairs
-
-        def kernel_only():
-            return deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=False)
-
-        def with_clean():
-            return deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=True)
-
-        check_plain = _check(kernel_only(), q_fp8, kv_fp8, kv_scale, w, ks, ke, clean=False)
-        check_clean = _check(with_clean(), q_fp8, kv_fp8, kv_scale, w, ks, ke, clean=True)
-        t_plain, t_clean, spread_plain, spread_clean = _time_pair(kernel_only, with_clean, 'mqa_logits')
-        bytes_read = (q_fp8.numel() + kv_fp8.numel() + kv_scale.numel() * 4 + w.numel() * 4 + 2 * S * 4)
+        c = _Case(n)
+        check_plain, check_clean = c.check(c.plain(), clean=False), c.check(c.clean(), clean=True)
+        t_plain, t_clean, spread_plain, spread_clean = _time_pair(c.plain, c.clean, 'mqa_logits')
         rows.append(Row(name=f'mqa_logits S={S} N={n // 1024}K H={H} D={D} causal', seconds=t_plain,
-                        bytes_read=bytes_read, bytes_written=pairs * 4, flops=2 * H * D * pairs, check=check_plain))
+                        bytes_read=c.bytes_read, bytes_written=c.pairs * 4, flops=2 * H * D * c.pairs,
+                        check=check_plain))
         rows.append(Row(name='  same, clean_logits=True (fused, 1 kernel)', seconds=t_clean,
-                        bytes_read=bytes_read, bytes_written=(pairs + masked) * 4, flops=2 * H * D * pairs,
+                        bytes_read=c.bytes_read, bytes_written=(c.pairs + c.masked) * 4, flops=2 * H * D * c.pairs,
                         check=check_clean))
 
         # The fused clean's cost: the difference, against the time of its -inf bytes at the write ceiling
         diff = t_clean - t_plain
         noise = max(spread_plain, spread_clean)
-        ideal = masked * 4 / write_bw
+        ideal = c.masked * 4 / write_bw
         notes = [f'clean_logits=True {_us(t_clean)} - False {_us(t_plain)} = {_us(diff)} (medians of 3 alternating '
-                 f'rounds; spread over the rounds up to {_us(noise)}); {masked * 4 / 1e6:.1f} MB of -inf take '
+                 f'rounds; spread over the rounds up to {_us(noise)}); {c.masked * 4 / 1e6:.1f} MB of -inf take '
                  f'{_us(ideal)} at the measured write ceiling ({write_bw / 1e9:.0f} GB/s)'
                  + (f', so the fused writes run at >= {min(1.0, ideal / diff) * 100:.0f}% of it' if diff > 0 else
                     ', i.e. the fused writes cost nothing measurable here')]
         rows.append(Row(name=f'  fused clean cost N={n // 1024}K (difference)', seconds=max(diff, 1e-9),
-                        bytes_written=masked * 4, check=check_clean, notes=notes))
-        del q_fp8, kv_fp8, kv_scale, w, ks, ke
+                        bytes_written=c.masked * 4, check=check_clean, notes=notes))
+        del c
         torch.cuda.empty_cache()
 
     # Windowed: 64 keys per query, so nearly all of each row is -inf; the fused call is a write-bandwidth test
     n, window = 16384, 64
-    q_fp8, kv_fp8, kv_scale, w, ks, ke = _inputs(n, seed=2, window=window)
-    pairs = int((ke - ks).sum().item())
-    masked = S * n - pairs
-
-    def window_plain():
-        return deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=False)
-
-    def window_clean():
-        return deep_gemm.fp8_mqa_logits(q_fp8, (kv_fp8, kv_scale), w, ks, ke, clean_logits=True)
-
-    check = _check(window_clean(), q_fp8, kv_fp8, kv_scale, w, ks, ke, clean=True)
-    t_plain, t_clean, _, _ = _time_pair(window_plain, window_clean, 'mqa_logits')
-    bytes_read = (q_fp8.numel() + kv_fp8.numel() + kv_scale.numel() * 4 + w.numel() * 4 + 2 * S * 4)
-    rows.append(Row(name=f'mqa_logits+clean N={n // 1024}K window={window}', seconds=t_clean, bytes_read=bytes_read,
-                    bytes_written=(pairs + masked) * 4, flops=2 * H * D * pairs, check=check,
+    c = _Case(n, seed=2, window=window)
+    check = c.check(c.clean(), clean=True)
+    t_plain, t_clean, _, _ = _time_pair(c.plain, c.clean, 'mqa_logits')
+    rows.append(Row(name=f'mqa_logits+clean N={n // 1024}K window={window}', seconds=t_clean, bytes_read=c.bytes_read,
+                    bytes_written=(c.pairs + c.masked) * 4, flops=2 * H * D * c.pairs, check=check,
                     notes=[f'clean_logits=False takes {_us(t_plain)} here; the fused call writes '
-                           f'{masked * 4 / 1e6:.0f} MB of -inf (ideal {_us(masked * 4 / write_bw)})']))
-    del q_fp8, kv_fp8, kv_scale, w, ks, ke
+                           f'{c.masked * 4 / 1e6:.0f} MB of -inf (ideal {_us(c.masked * 4 / write_bw)})']))
+    del c
     torch.cuda.empty_cache()
 
     # The standalone clean pass (paged mode, as fp8_paged_mqa_logits(clean_logits=True) launches it): 2-D context

@@ -52,6 +52,12 @@ struct HcPrenormPlan {
 // the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no K rotation) /
 // this plan without the K rotation, docs/runs/2026-11-25_h100_run3_bench.log): M=1 8.9 / 9.4 / 8.9 us,
 // M=64 14.9 / 19.5 / 14.9 us, M=4096 68.8 / 69.8 / 69.2 us, M=16384 247.2 / 248.5 / 247.5 us.
+// The constants were then fitted to a sweep of split counts and sum shapes (`benchmarks/hc_timeline.cu sweep`,
+// docs/runs/2026-11-25_h100_run13_hc_sweep.log): a CTA streams at most (kNumStages - 1) stages per ~3 us under load
+// (not per 1 us), and a closer reads partials from L2 at ~5e4 bytes/us (not 1e5). Kernel time (first CTA start to
+// last CTA end), old plan -> this plan: M=256 17.4 -> 15.5 us (20 -> 64 splits), M=512 24.8 -> 16.1 us (10 -> 32),
+// M=1024 29.1 -> 21.1 us (8 -> 16), M=2048 49.7 -> 30.6 us (4 -> 8), M=7 10.4 -> 9.5 us (two-level sum);
+// M=1, 64, 128 and >= 4096 unchanged or within 0.1 us.
 // `num_user_splits`: the caller's `num_splits` (1 when None). K / num_user_splits is a multiple of kBlockK.
 inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits) {
     using T = HcPrenormTiling;
@@ -69,10 +75,12 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
 
     // Cost model (microseconds) of one split count s, one CTA per SM:
     //   main: first-byte latency + this CTA's bytes at its share of DRAM bandwidth, capped by what its pipeline
-    //         keeps in flight (kNumStages - 1 stages per latency);
-    //   sum:  per level, a fence/counter/first-load latency + the partials its closer reads from L2.
-    // Rough constants (about H100 / RTX 5090 class); only the shape of the curve matters.
-    constexpr double kLatencyUs = 1.0, kSyncUs = 0.8, kDramBytesPerUs = 2.5e6, kL2BytesPerUsPerSm = 1.0e5;
+    //         keeps in flight (kNumStages - 1 stages per loaded round trip);
+    //   sum:  per level, an election/first-load latency + the partials its closer reads from L2.
+    // Rough constants (about H100 / RTX 5090 class, fitted on the H100: see NOTES); only the shape of the curve
+    // matters.
+    constexpr double kLatencyUs = 1.0, kRoundTripUs = 3.0, kSyncUs = 0.8, kDramBytesPerUs = 2.5e6,
+                     kL2BytesPerUsPerSm = 5.0e4;
     const double active_rows = std::min(T::kBlockM, (rows + 31) / 32 * 32);
     const double stage_bytes = std::min<double>(rows, active_rows) * T::kBlockK * 2.0 + n * T::kBlockK * 4.0;
     const int max_splits = std::max(1, std::min(by_sms, kb_per_user / 2));
@@ -80,7 +88,7 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
     for (int s = 1; s <= max_splits; ++s) {
         const int stages = (kb_per_user + s - 1) / s;
         const double rate = std::min(kDramBytesPerUs / (static_cast<double>(ctas) * s),
-                                     (T::kNumStages - 1) * stage_bytes / kLatencyUs);
+                                     (T::kNumStages - 1) * stage_bytes / kRoundTripUs);
         const double t_main = kLatencyUs + stages * stage_bytes / rate;
         double t_sum = 0;
         int group = s;

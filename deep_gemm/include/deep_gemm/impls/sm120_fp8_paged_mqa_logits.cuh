@@ -307,6 +307,16 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         }
     };
     int cur_b = -1, cur_t = -1, row_len = 0;
+    // Makes (b, t) the current row: its length (clamped to [0, max_context_len]) and its weights; returns its index
+    const auto select_row = [&](const int b, const int t) {
+        cur_b = b, cur_t = t;
+        const int len = is_2d ? __ldg(context_lens + b * cl_stride_b + t * cl_stride_t)
+                              : __ldg(context_lens + b * cl_stride_b) - next_n + 1 + t;
+        row_len = min_of(max_of(len, 0), max_context_len);
+        const int64_t row = static_cast<int64_t>(b) * next_n + t;
+        w_row = static_cast<const uint8_t*>(weights) + row * weights_stride * (weights_bf16 ? 2 : 4);
+        return row;
+    };
 
     // Unit u's stage, the parity of its fill and u % num_groups, advanced per unit (no division on the warm path)
     int stage = 0, unit_group = 0;
@@ -322,12 +332,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                 // `sharers` warps together. Every sharer reaches this unit's header only after finishing its earlier
                 // units, and the first barrier waits for all of them, so no one still reads the previous request's q
                 // when it is overwritten; the second publishes the new one.
-                cur_b = header.x, cur_t = row_slot;
-                const int len = is_2d ? __ldg(context_lens + cur_b * cl_stride_b + cur_t * cl_stride_t)
-                                      : __ldg(context_lens + cur_b * cl_stride_b) - next_n + 1 + cur_t;
-                row_len = min_of(max_of(len, 0), max_context_len);
-                const int64_t row = static_cast<int64_t>(cur_b) * next_n + cur_t;
-                w_row = static_cast<const uint8_t*>(weights) + row * weights_stride * (weights_bf16 ? 2 : 4);
+                const int64_t row = select_row(header.x, row_slot);
                 float wv[kNumHeads / 32];     // share rank 0 stores the weights (loaded before the barrier)
                 static_assert(kNumHeads % 32 == 0 or not kSharedQ, "whole weight rows per warp");
                 #pragma unroll
@@ -358,11 +363,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                 // (kSharedQ: the row was loaded at the header, and next_n <= rows_in_flight)
                 if (not kSharedQ and (b != cur_b or t != cur_t)) {
                     // A new (request, row): its length, q fragments and weights
-                    cur_b = b, cur_t = t;
-                    const int len = is_2d ? __ldg(context_lens + b * cl_stride_b + t * cl_stride_t)
-                                          : __ldg(context_lens + b * cl_stride_b) - next_n + 1 + t;
-                    row_len = min_of(max_of(len, 0), max_context_len);
-                    const int64_t row = static_cast<int64_t>(b) * next_n + t;
+                    const int64_t row = select_row(b, t);
                     const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
                     if constexpr (kQSmem and kF16Mma) {
                         convert_q_f16(q_row, PagedWays<1>(), 0, []() { __syncwarp(); });   // after the last row's reads
@@ -401,7 +402,6 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                         if constexpr (kFp4)
                             qs[n] = static_cast<uint32_t>(__ldg(q_sf + row * kNumHeads + n * 8 + g));
                     }
-                    w_row = static_cast<const uint8_t*>(weights) + row * weights_stride * (weights_bf16 ? 2 : 4);
                 }
                 const int64_t out_row = (static_cast<int64_t>(b) * next_n + t) * logits_stride;
                 for (int mg = part; mg < kMGroups; mg += num_parts) {
