@@ -4,9 +4,10 @@
 // sqr_sum[m] = Σ_k a[m, k]², both from one pass over `a`.
 //
 // One CTA computes a kBlockM-row tile of `a` over a share of the K blocks of the caller's split (internal split s of
-// S takes blocks s, s + S, s + 2S, ...). Grid: x = M tile, y = internal K split, z = caller's split (`num_splits`). A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a`
-// (bf16) and `b` (fp32, only rows < N) through shared memory. 8 warps = 4 row groups (32 rows each) x 2 K halves;
-// a warp owns 2 m16 tiles x kNumNTiles n8 tiles and runs tf32 `mma.sync m16n8k8`.
+// S takes blocks s, s + S, s + 2S, ...). Grid: x = M tile, y = internal K split, z = caller's split (`num_splits`).
+// A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a` (bf16) and `b` (fp32, only rows < N)
+// through shared memory. 8 warps = 4 row groups (32 rows each) x 2 K halves; a warp owns 2 m16 tiles x kNumNTiles
+// n8 tiles and runs tf32 `mma.sync m16n8k8`.
 //
 // NOTES: the order of k inside one m16n8k8 step does not change the product, so each lane takes a contiguous
 // run of 8 k (one 16-byte load of `a`, two of `b`) per 32-k chunk and step q uses its elements 2q and 2q+1 as
@@ -127,10 +128,11 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
 
     // This CTA's K blocks: every num_int_splits-th block of the caller's split, starting at block `split`.
     // NOTES: interleaved rather than contiguous K ranges: the CTAs of one tile then read neighbouring 128-byte pieces
-    // of the same rows at about the same time, and each CTA's addresses spread over the whole K range. Lab trace on
-    // the H100 (M = 4096, 4 splits, same run): median main-loop end 47.3-48.2 instead of 50.5-51.4 us, the slowest
-    // CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous ranges some tiles were slow in every run (their
-    // slowness correlated 0.96 between halves of 66 runs; the SM it ran on 0.49): an address effect, not an SM one.
+    // of the same rows at about the same time, and each CTA's addresses spread over the whole K range. Per-CTA
+    // timeline (benchmarks/hc_timeline.cu) on the H100, M = 4096, 4 splits, both forms in one run: median main-loop
+    // end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous
+    // ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66 runs; the SM they
+    // ran on 0.49): an address effect, not an SM one.
     const int kb_per_user = K / kBlockK / num_user_splits;
     const int kb_user0 = user_split * kb_per_user;
     const int num_kb = (kb_per_user - split + num_int_splits - 1) / num_int_splits;
@@ -388,7 +390,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // NOTES: one acq_rel atomic by one thread after the CTA barrier (PTX memory model: the barrier orders the other
     // threads' stores before it, and release is cumulative) instead of a __threadfence (fence.sc) in every thread
     // before and after a relaxed atomic: 1.57 instead of 2.12 us from the end of the main loop to the election
-    // (H100, M = 4096, lab trace with %globaltimer).
+    // (H100, M = 4096, benchmarks/hc_timeline.cu). The closer's other threads read the partials after the second
+    // barrier, which orders them after thread 0's acquire.
     const auto publish_and_arrive = [&](float* ws, uint32_t* counter, const int expected) {
         for (int e = tid; e < num_vec; e += kNumThreads) {
             const float* src = smem_vec(e);
@@ -424,7 +427,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add. The sum goes to d / sqr_sum
     // (`final`) or to red/red_sq.
     // NOTES: storing the final sums from registers (no pass through shared memory, no CTA barrier, no division by N)
-    // shortened the closer's tail: see the "store" phase in docs/PERF.md.
+    // took the closer's stores from 0.8 to 0.1 us (H100, M = 4096, benchmarks/hc_timeline.cu).
     const auto reduce = [&](auto&& block, const int count, const bool final) {
         int group = 1;
         while (group < 32 and group < count and group * 2 * num_vec <= kNumThreads)
