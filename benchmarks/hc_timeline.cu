@@ -69,13 +69,37 @@ __global__ void read_all(const uint4* p, long long n, unsigned* sink) {
         *sink = acc;
 }
 
+// `a` [rows, K] and `b` [N, K] with finite values, a 256 MB buffer that the timed runs read to flush L2, a sink word
+struct Inputs {
+    const deep_gemm::bf16_t* a;
+    const float* b;
+    const uint4* flush;
+    unsigned* sink;
+};
+
+static Inputs make_inputs(const int rows) {
+    deep_gemm::bf16_t* a;
+    float* b;
+    void* flush;
+    unsigned* sink;
+    CHECK(cudaMalloc(&a, 2ll * rows * kK));
+    CHECK(cudaMalloc(&b, 4ll * kN * kK));
+    CHECK(cudaMalloc(&sink, 64));
+    CHECK(cudaMalloc(&flush, 256ll << 20));
+    CHECK(cudaMemset(flush, 0, 256ll << 20));
+    fill_bits<<<1024, 256>>>(reinterpret_cast<unsigned*>(a), 1ll * rows * kK / 2, 1);
+    fill_bits<<<64, 256>>>(reinterpret_cast<unsigned*>(b), 1ll * kN * kK, 2);
+    CHECK(cudaDeviceSynchronize());
+    return {a, b, static_cast<const uint4*>(flush), sink};
+}
+
 static double quantile(std::vector<double> v, double q) {
     std::sort(v.begin(), v.end());
     return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
 }
 
-static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, int m, int user_splits, int int_splits,
-                int group, const uint4* flush, unsigned* sink, bool brief = false) {
+static void run(const char* name, const Inputs& in, int m, int user_splits, int int_splits, int group,
+                bool brief = false) {
     const int tiles = (m + kBlockM - 1) / kBlockM, ctas = tiles * user_splits * int_splits;
     const int smem = kStages * (kBlockM * 64 * 2 + kN * 64 * 4);
     CHECK(cudaFuncSetAttribute(hc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -94,11 +118,11 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
     CHECK(cudaEventCreate(&e1));
     std::vector<double> events, spans;
     for (int rep = 0; rep < 6; ++rep) {
-        read_all<<<1024, 256>>>(flush, (256ll << 20) / 16, sink);
+        read_all<<<1024, 256>>>(in.flush, (256ll << 20) / 16, in.sink);
         CHECK(cudaMemset(timeline, 0, 64 * ctas));
         CHECK(cudaEventRecord(e0));
-        hc_kernel<<<dim3(tiles, int_splits, user_splits), kThreads, smem>>>(a, b, d, s, ws, counters, m, user_splits,
-                                                                            int_splits, group);
+        hc_kernel<<<dim3(tiles, int_splits, user_splits), kThreads, smem>>>(in.a, in.b, d, s, ws, counters, m,
+                                                                            user_splits, int_splits, group);
         CHECK(cudaEventRecord(e1));
         CHECK(cudaEventSynchronize(e1));
         float ms = 0;
@@ -152,28 +176,21 @@ static void run(const char* name, const deep_gemm::bf16_t* a, const float* b, in
 }
 
 int main(int argc, char** argv) {
+    cudaDeviceProp prop;
+    CHECK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("%s (%d SMs); timeline from %%globaltimer, microseconds from the first CTA's start\n", prop.name,
+                prop.multiProcessorCount);
     if (argc > 1 and std::string(argv[1]) == "sweep") {
         // Small M: internal split counts and sum shapes, to check the host plan's choice (brief lines)
         const int max_m = 4096;
-        deep_gemm::bf16_t* a;
-        float* b;
-        unsigned* sink;
-        void* flush;
-        CHECK(cudaMalloc(&a, 2ll * max_m * kK));
-        CHECK(cudaMalloc(&b, 4ll * kN * kK));
-        CHECK(cudaMalloc(&sink, 64));
-        CHECK(cudaMalloc(&flush, 256ll << 20));
-        CHECK(cudaMemset(flush, 0, 256ll << 20));
-        fill_bits<<<1024, 256>>>(reinterpret_cast<unsigned*>(a), 1ll * max_m * kK / 2, 1);
-        fill_bits<<<64, 256>>>(reinterpret_cast<unsigned*>(b), 1ll * kN * kK, 2);
-        const auto* f = static_cast<const uint4*>(flush);
+        const Inputs in = make_inputs(max_m);
         if (argc > 2) {
             // Explicit M:splits:group triples
             for (int i = 2; i < argc; ++i) {
                 int m = 0, sp = 0, g = 0;
                 if (std::sscanf(argv[i], "%d:%d:%d", &m, &sp, &g) == 3 and m >= 1 and m <= max_m and sp >= 1 and
                     g >= 1 and g <= sp and kK / 64 / sp >= 2)
-                    run("sweep", a, b, m, 1, sp, g, f, sink, true);
+                    run("sweep", in, m, 1, sp, g, true);
                 else
                     std::printf("skipped '%s': expected M:splits:group with M <= %d\n", argv[i], max_m);
             }
@@ -182,15 +199,15 @@ int main(int argc, char** argv) {
         for (const int m : {1, 64, 256, 1024}) {
             const int tiles = (m + kBlockM - 1) / kBlockM;
             for (const int s : {4, 8, 16, 32, 64, 128}) {
-                if (tiles * s > 132 or s > kK / 128)
+                if (tiles * s > prop.multiProcessorCount or s > kK / 128)
                     continue;
-                run("sweep", a, b, m, 1, s, s, f, sink, true);
+                run("sweep", in, m, 1, s, s, true);
                 const int g = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(s))));
                 if (g < s and s >= 8)
-                    run("sweep", a, b, m, 1, s, g, f, sink, true);
+                    run("sweep", in, m, 1, s, g, true);
             }
-            if (tiles * 16 <= 132)
-                run("caller", a, b, m, 16, 1, 1, f, sink, true);
+            if (tiles * 16 <= prop.multiProcessorCount)
+                run("caller", in, m, 16, 1, 1, true);
         }
         return 0;
     }
@@ -198,28 +215,13 @@ int main(int argc, char** argv) {
     const int int_splits = argc > 2 ? std::atoi(argv[2]) : 4;
     const int group = argc > 3 ? std::atoi(argv[3]) : int_splits;
     if (m < 1 or int_splits < 1 or group < 1 or group > int_splits or kK / 64 / int_splits < 2) {
-        std::printf("usage: hc_timeline [M >= 1] [internal splits, 1..%d] [group size, 1..splits]\n", kK / 128);
+        std::printf("usage: hc_timeline [M >= 1] [internal splits, 1..%d] [group size, 1..splits]\n"
+                    "       hc_timeline sweep [M:splits:group ...]\n", kK / 128);
         return 2;
     }
-    deep_gemm::bf16_t* a;
-    float* b;
-    unsigned* sink;
-    void* flush;
-    CHECK(cudaMalloc(&a, 2ll * m * kK));
-    CHECK(cudaMalloc(&b, 4ll * kN * kK));
-    CHECK(cudaMalloc(&sink, 64));
-    CHECK(cudaMalloc(&flush, 256ll << 20));
-    CHECK(cudaMemset(flush, 0, 256ll << 20));
-    fill_bits<<<1024, 256>>>(reinterpret_cast<unsigned*>(a), 1ll * m * kK / 2, 1);
-    fill_bits<<<64, 256>>>(reinterpret_cast<unsigned*>(b), 1ll * kN * kK, 2);
-    CHECK(cudaDeviceSynchronize());
-    cudaDeviceProp prop;
-    CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("%s (%d SMs); timeline from %%globaltimer, microseconds from the first CTA's start\n", prop.name,
-                prop.multiProcessorCount);
-    const auto* f = static_cast<const uint4*>(flush);
-    run("in-kernel split sum", a, b, m, 1, int_splits, group, f, sink);
+    const Inputs in = make_inputs(m);
+    run("in-kernel split sum", in, m, 1, int_splits, group);
     if (kK / 64 % int_splits == 0)
-        run("same work as caller splits (no sum)", a, b, m, int_splits, 1, 1, f, sink);
+        run("same work as caller splits (no sum)", in, m, int_splits, 1, 1);
     return 0;
 }
