@@ -227,6 +227,19 @@ def few_queries_split_keys(fam):
     fam.check_logits(out, inp, ks, ke, clean=True)
 
 
+def poisoned(fam, clean):
+    """Every logits buffer starts as NaN: each valid column is written (`check_logits`), no padding column past N is,
+    and with clean_logits=False no column outside a row's range is either."""
+    s, n = 200, 700
+    inp, ks, ke = new_case(fam, s, n, 16, 64, seed=8, ranges_seed=9)
+    with poisoned_outputs():
+        out = fam.call(inp, ks, ke, clean=clean)
+    fam.check_logits(out, inp, ks, ke, clean=clean)
+    assert torch.isnan(storage_rows(out, s)[:, n:]).all(), 'padding columns past N were written'
+    if not clean:
+        assert torch.isnan(out[~valid_mask(ks, ke, n)]).all(), 'a masked column was written with clean_logits=False'
+
+
 def deterministic(fam, logits_dtype):
     s, n, h, d = 257, 1500, 64, 128
     inp = fam.make_inputs(s, n, h, d, seed=10)
