@@ -421,6 +421,56 @@ def test_bad_rounding_name():
         deep_gemm._C._tf32_hc_prenorm_gemm_rounding(*_good('cpu').values(), 'nearest')
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# CPU: the host plan (split count and sum tree) for each compile target
+# ---------------------------------------------------------------------------------------------------------------------
+PLAN_MS = (1, 2, 7, 64, 100, 128, 300, 512, 1000, 1024, 2048, 3000, 4096, 8192, 16384)
+
+
+@needs_ext
+@pytest.mark.parametrize('target,num_sms', [('sm_120a', None), ('sm_120a', 170), ('sm_121a', None), ('sm_90a', None)])
+def test_split_plan_invariants(target, num_sms):
+    """A plan that splits K is at most one wave of CTAs (one CTA per SM: a second wave would run after the first),
+    its sum tree is well formed, each split keeps at least two K blocks, and its shared memory fits sm_120."""
+    plan = deep_gemm._C._tf32_hc_prenorm_gemm_plan
+    for m in PLAN_MS:
+        for n in (8, 24, 32):
+            for num_splits in (None, 2, 16):
+                p = plan(target, m, n, 16384, num_splits, num_sms)
+                what = f'{target} sms={p["num_sms"]} M={m} N={n} num_splits={num_splits}: {p}'
+                ctas = p['num_m_tiles'] * (num_splits or 1)
+                s, g = p['num_int_splits'], p['group_size']
+                assert p['num_m_tiles'] == (m + 127) // 128, what
+                assert 1 <= g <= s, what
+                assert s == 1 or ctas * s <= p['num_sms'], what
+                assert s == 1 or 2 * s <= 16384 // 64 // (num_splits or 1), what
+                assert p['smem_bytes'] <= 101376, what
+
+
+@needs_ext
+def test_split_plan_fills_h100_where_the_stream_dominates():
+    """Measured on the H100 (docs/PERF.md, hc section, item 3): from M = 512 up, a plan that left half the SMs idle
+    (the old constants: 64 CTAs at M = 1024 and 2048) was 1.4-1.6x slower than one wave of ~128 CTAs. Guard it."""
+    for m in (512, 1000, 1024, 2048, 3000, 4096, 8192, 16384):
+        p = deep_gemm._C._tf32_hc_prenorm_gemm_plan('sm_90a', m, 24, 16384)
+        assert p['num_m_tiles'] * p['num_int_splits'] >= 0.75 * p['num_sms'], (m, p)
+
+
+@needs_ext
+def test_split_plan_bad_arguments():
+    plan = deep_gemm._C._tf32_hc_prenorm_gemm_plan
+    with pytest.raises(ValueError, match=r'_tf32_hc_prenorm_gemm_plan: `m` must be in \[1, 2\^24\]; got 0'):
+        plan('sm_120a', 0, 24, 16384)
+    with pytest.raises(ValueError, match=r'`n` must be in \[1, 32\]; got 33'):
+        plan('sm_120a', 1, 33, 16384)
+    with pytest.raises(ValueError, match=r'`k` must be a positive multiple of 64 \* num_splits \(192\)'):
+        plan('sm_120a', 4, 24, 16384, 3)
+    with pytest.raises(ValueError, match=r'`num_sms` must be in \[1, 1024\]; got 0'):
+        plan('sm_120a', 4, 24, 16384, None, 0)
+    with pytest.raises(ValueError, match=r"unsupported compile target 'sm_70'"):
+        plan('sm_70', 4, 24, 16384)
+
+
 @pytest.mark.gpu
 def test_bad_inputs_gpu_write_nothing():
     for desc, kwargs, exc, pattern in _bad_cases('cuda'):

@@ -104,6 +104,35 @@ inline void register_apis(pybind11::module_& m) {
           py::arg("a"), py::arg("b"), py::arg("d"), py::arg("sqr_sum"), py::arg("num_splits") = py::none(),
           py::arg("b_rounding") = "truncate");
     m.def("_tf32_hc_prenorm_gemm_default_rounding", []() { return std::string(kHcDefaultRoundRNA ? "rna" : "truncate"); });
+    // Internal: the host plan for a shape on a compile target (its SM count, or `num_sms`), for CPU tests of the
+    // heuristic. No GPU needed.
+    m.def("_tf32_hc_prenorm_gemm_plan",
+          [](const std::string& target, int64_t m, int64_t n, int64_t k, const std::optional<int64_t>& num_splits,
+             const std::optional<int64_t>& num_sms) {
+              constexpr const char* fn = "_tf32_hc_prenorm_gemm_plan";
+              using T = HcPrenormTiling;
+              auto arch = arch_spec_for_target(target);
+              const int64_t splits = num_splits.value_or(1);
+              DG_CHECK(m >= 1 and m <= (1 << 24), fn, ": `m` must be in [1, 2^24]; got ", m);
+              DG_CHECK(n >= 1 and n <= T::kMaxN, fn, ": `n` must be in [1, ", T::kMaxN, "]; got ", n);
+              DG_CHECK(splits >= 1 and splits <= (1 << 16), fn, ": `num_splits` must be in [1, 65536]; got ", splits);
+              DG_CHECK(k >= T::kBlockK and k <= (1 << 24) and k % (T::kBlockK * splits) == 0, fn,
+                       ": `k` must be a positive multiple of ", T::kBlockK, " * num_splits (", T::kBlockK * splits,
+                       "), at most 2^24; got ", k);
+              if (num_sms.has_value()) {
+                  DG_CHECK(*num_sms >= 1 and *num_sms <= 1024, fn, ": `num_sms` must be in [1, 1024]; got ", *num_sms);
+                  arch.num_sms = static_cast<int>(*num_sms);
+              }
+              const auto plan = get_hc_prenorm_plan(arch, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                                                    static_cast<int>(splits));
+              pybind11::dict out;
+              out["num_sms"] = arch.num_sms, out["num_m_tiles"] = plan.num_m_tiles;
+              out["num_int_splits"] = plan.num_int_splits, out["group_size"] = plan.group_size;
+              out["smem_bytes"] = plan.smem_bytes;
+              return out;
+          },
+          py::arg("target"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_splits") = py::none(),
+          py::arg("num_sms") = py::none());
 }
 
 } // namespace deep_gemm::hyperconnection
