@@ -5,8 +5,8 @@
 // Build and run (on the GPU machine; `benchmarks/device_check.sh` does this with HC_TIMELINE=1):
 //   nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I deep_gemm/include benchmarks/hc_timeline.cu \
 //        -o /tmp/hc_timeline && /tmp/hc_timeline [M] [internal splits] [group size]
-//   /tmp/hc_timeline sweep [M:splits:group ...]: M = 1, 64, 256, 1024 over internal split counts and sum shapes (or
-//   the given triples, M <= 4096), one line each
+//   /tmp/hc_timeline sweep [M:splits:group[:tile] ...]: M = 1, 64, 256, 1024 over internal split counts and sum
+//   shapes (or the given entries, M <= 4096; tile 1 = a 64-row 7-stage candidate), one line each
 // Defaults: M = 4096 with the 4 internal splits (one group) that the host plan picks on a 132-SM GPU; N = 24,
 // K = 16384. The same work is also run as 4 caller splits (`num_splits=4`: no in-kernel sum) for comparison. The L2
 // is flushed by reading 256 MB before every timed launch. The tile shape is the library's (128 x 64, 4 stages).
@@ -38,13 +38,15 @@ __device__ __forceinline__ void timeline_mark(const int slot, const unsigned lon
 #define CHECK(x) do { const cudaError_t e = (x); if (e != cudaSuccess) { \
     std::printf("%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e)); std::exit(1); } } while (0)
 
+// The library's tile (HcPrenormTiling: 128 rows, 4 stages, 256 threads) unless a sweep entry names another
 constexpr int kN = 24, kK = 16384, kBlockM = 128, kStages = 4, kThreads = 256;
 
-__global__ void __launch_bounds__(kThreads, 1) hc_kernel(const deep_gemm::bf16_t* a, const float* b, float* d, float* s,
-                                                         float* ws, unsigned* counters, int m, int user_splits,
-                                                         int int_splits, int group) {
+template <int kTileM, int kTileStages, int kTileThreads>
+__global__ void __launch_bounds__(kTileThreads, 1)
+hc_kernel(const deep_gemm::bf16_t* a, const float* b, float* d, float* s, float* ws, unsigned* counters, int m,
+          int user_splits, int int_splits, int group) {
     timeline_mark(0, global_timer());
-    deep_gemm::sm120_tf32_hc_prenorm_gemm_impl<3, true, kBlockM, 64, kStages, kThreads>(
+    deep_gemm::sm120_tf32_hc_prenorm_gemm_impl<3, true, kTileM, 64, kTileStages, kTileThreads>(
         a, kK, b, kK, d, s, ws, counters, m, kN, kK, user_splits, int_splits, group);
     __syncthreads();
     timeline_mark(4, global_timer());
@@ -98,17 +100,19 @@ static double quantile(std::vector<double> v, double q) {
     return v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
 }
 
+template <int kTileM = kBlockM, int kTileStages = kStages, int kTileThreads = kThreads>
 static void run(const char* name, const Inputs& in, int m, int user_splits, int int_splits, int group,
                 bool brief = false) {
-    const int tiles = (m + kBlockM - 1) / kBlockM, ctas = tiles * user_splits * int_splits;
-    const int smem = kStages * (kBlockM * 64 * 2 + kN * 64 * 4);
-    CHECK(cudaFuncSetAttribute(hc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const auto kernel = hc_kernel<kTileM, kTileStages, kTileThreads>;
+    const int tiles = (m + kTileM - 1) / kTileM, ctas = tiles * user_splits * int_splits;
+    const int smem = kTileStages * (kTileM * 64 * 2 + kN * 64 * 4);
+    CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     float *d, *s, *ws;
     unsigned* counters;
     unsigned long long* timeline;
     CHECK(cudaMalloc(&d, sizeof(float) * user_splits * m * kN));
     CHECK(cudaMalloc(&s, sizeof(float) * user_splits * m));
-    CHECK(cudaMalloc(&ws, sizeof(float) * 2 * ctas * (kBlockM * 25)));
+    CHECK(cudaMalloc(&ws, sizeof(float) * 2 * ctas * (kTileM * 25)));
     CHECK(cudaMalloc(&counters, 4 * 65536));
     CHECK(cudaMemset(counters, 0, 4 * 65536));
     CHECK(cudaMalloc(&timeline, 64 * ctas));
@@ -121,7 +125,7 @@ static void run(const char* name, const Inputs& in, int m, int user_splits, int 
         read_all<<<1024, 256>>>(in.flush, (256ll << 20) / 16, in.sink);
         CHECK(cudaMemset(timeline, 0, 64 * ctas));
         CHECK(cudaEventRecord(e0));
-        hc_kernel<<<dim3(tiles, int_splits, user_splits), kThreads, smem>>>(in.a, in.b, d, s, ws, counters, m,
+        kernel<<<dim3(tiles, int_splits, user_splits), kTileThreads, smem>>>(in.a, in.b, d, s, ws, counters, m,
                                                                             user_splits, int_splits, group);
         CHECK(cudaEventRecord(e1));
         CHECK(cudaEventSynchronize(e1));
@@ -185,14 +189,17 @@ int main(int argc, char** argv) {
         const int max_m = 4096;
         const Inputs in = make_inputs(max_m);
         if (argc > 2) {
-            // Explicit M:splits:group triples
+            // Explicit M:splits:group entries; a fourth field 1 runs a 64-row, 7-stage, 4-warp tile instead of the
+            // library's (a small-M candidate: 6 stages in flight within sm_120's shared memory)
             for (int i = 2; i < argc; ++i) {
-                int m = 0, sp = 0, g = 0;
-                if (std::sscanf(argv[i], "%d:%d:%d", &m, &sp, &g) == 3 and m >= 1 and m <= max_m and sp >= 1 and
-                    g >= 1 and g <= sp and kK / 64 / sp >= 2)
-                    run("sweep", in, m, 1, sp, g, true);
+                int m = 0, sp = 0, g = 0, tile = 0;
+                const int fields = std::sscanf(argv[i], "%d:%d:%d:%d", &m, &sp, &g, &tile);
+                if (fields >= 3 and m >= 1 and m <= max_m and sp >= 1 and g >= 1 and g <= sp and kK / 64 / sp >= 2 and
+                    (tile == 0 or tile == 1))
+                    tile == 0 ? run("sweep", in, m, 1, sp, g, true)
+                              : run<64, 7, 128>("64x7 tile", in, m, 1, sp, g, true);
                 else
-                    std::printf("skipped '%s': expected M:splits:group with M <= %d\n", argv[i], max_m);
+                    std::printf("skipped '%s': expected M:splits:group[:tile 0|1] with M <= %d\n", argv[i], max_m);
             }
             return 0;
         }
@@ -216,7 +223,7 @@ int main(int argc, char** argv) {
     const int group = argc > 3 ? std::atoi(argv[3]) : int_splits;
     if (m < 1 or int_splits < 1 or group < 1 or group > int_splits or kK / 64 / int_splits < 2) {
         std::printf("usage: hc_timeline [M >= 1] [internal splits, 1..%d] [group size, 1..splits]\n"
-                    "       hc_timeline sweep [M:splits:group ...]\n", kK / 128);
+                    "       hc_timeline sweep [M:splits:group[:tile] ...]\n", kK / 128);
         return 2;
     }
     const Inputs in = make_inputs(m);
