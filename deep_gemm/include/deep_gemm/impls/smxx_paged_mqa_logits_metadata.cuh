@@ -29,38 +29,7 @@ DG_DEVICE int paged_request_pages(const int* context_lens, const int b, const in
     return paged_num_pages(len, block_kv);
 }
 
-// Block-wide inclusive scan of int64 values (any kNumThreads multiple of 32, up to 1024)
-template <int kNumThreads>
-DG_DEVICE int64_t block_inclusive_scan(int64_t v, int64_t* warp_sums) {
-    constexpr int kNumWarps = kNumThreads / 32;
-    const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
-    #pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        const int64_t other = __shfl_up_sync(0xffffffffu, v, o);
-        if (lane >= o)
-            v += other;
-    }
-    if (lane == 31)
-        warp_sums[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        int64_t s = lane < kNumWarps ? warp_sums[lane] : 0;
-        #pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const int64_t other = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o)
-                s += other;
-        }
-        if (lane < kNumWarps)
-            warp_sums[lane] = s;
-    }
-    __syncthreads();
-    const int64_t result = v + (warp > 0 ? warp_sums[warp - 1] : 0);
-    __syncthreads();  // `warp_sums` is reused by the next call
-    return result;
-}
-
-// ------------------------------------------------------------------------------------------------ the kernel (v2)
+// ------------------------------------------------------------------------------------------------ the kernel
 // pages(len) with a shift when `block_kv` is a power of two (`shift` >= 0), else a division; never overflows
 struct PagedPagesFn {
     int block_kv, shift;
@@ -160,7 +129,7 @@ DG_DEVICE void paged_emit_splits(const int64_t excl, const int64_t local, const 
     }
 }
 
-// NOTES (v2): thread i owns the contiguous requests [i * k, (i + 1) * k), k = ceil(B / kNumThreads) rounded up to a
+// NOTES: thread i owns the contiguous requests [i * k, (i + 1) * k), k = ceil(B / kNumThreads) rounded up to a
 // multiple of 4 (so a segment starts 16-byte aligned). With k <= kRegs (B <= 4096 for 512 threads) the page counts
 // stay in registers: one or two 16-byte loads per thread where `context_lens` is a contiguous [B] or [B, 1] (scalar
 // loads otherwise), one block scan (one barrier), and each owner finds its SMs' (b, page) by an unrolled pass over
