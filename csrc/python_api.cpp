@@ -5,6 +5,7 @@
 #include <torch/python.h>
 
 #include "apis/attention.hpp"
+#include "apis/gemm.hpp"
 #include "apis/hyperconnection.hpp"
 #include "apis/jit.hpp"
 #include "apis/runtime.hpp"
@@ -22,4 +23,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     deep_gemm::jit_api::register_apis(m);
     deep_gemm::attention::register_apis(m);
     deep_gemm::hyperconnection::register_apis(m);
+    deep_gemm::gemm_api::register_apis(m);
 }

@@ -79,13 +79,25 @@ _RUNTIME_NAMES = ('set_num_sms', 'get_num_sms', 'set_tc_util', 'get_tc_util', 's
 _INDEXER_NAMES = ('fp8_fp4_mqa_logits', 'fp8_mqa_logits', 'get_paged_mqa_logits_metadata',
                   'fp8_fp4_paged_mqa_logits', 'fp8_paged_mqa_logits')
 _MHC_NAMES = ('tf32_hc_prenorm_gemm',)
+_GEMM_NAMES = (
+    'fp8_fp4_gemm_nt', 'fp8_fp4_gemm_nn', 'fp8_fp4_gemm_tn', 'fp8_fp4_gemm_tt',
+    'fp8_gemm_nt', 'fp8_gemm_nn', 'fp8_gemm_tn', 'fp8_gemm_tt', 'fp8_gemm_nt_skip_head_mid',
+    'm_grouped_fp8_fp4_gemm_nt_contiguous', 'm_grouped_fp8_fp4_gemm_nn_contiguous',
+    'm_grouped_fp8_gemm_nt_contiguous', 'm_grouped_fp8_gemm_nn_contiguous',
+    'm_grouped_fp8_fp4_gemm_nt_masked', 'm_grouped_fp8_gemm_nt_masked', 'fp8_m_grouped_gemm_nt_masked',
+    'k_grouped_fp8_gemm_tn_contiguous', 'k_grouped_fp8_gemm_nt_contiguous',
+    'bf16_gemm_nt', 'bf16_gemm_nn', 'bf16_gemm_tn', 'bf16_gemm_tt',
+    'm_grouped_bf16_gemm_nt_contiguous', 'm_grouped_bf16_gemm_nn_contiguous', 'm_grouped_bf16_gemm_nt_masked',
+    'bf16_m_grouped_gemm_nt_masked', 'k_grouped_bf16_gemm_tn_contiguous',
+    'einsum', 'fp8_einsum', 'cublaslt_gemm_nt', 'cublaslt_gemm_nn', 'cublaslt_gemm_tn', 'cublaslt_gemm_tt',
+)
 
 if _C is not None:
     _C.init(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), 'include'), _find_cuda_home(), _nvrtc_dirs())
-    for _name in _RUNTIME_NAMES + _INDEXER_NAMES + _MHC_NAMES:
+    for _name in _RUNTIME_NAMES + _INDEXER_NAMES + _MHC_NAMES + _GEMM_NAMES:
         globals()[_name] = getattr(_C, _name, None) or _not_on_this_build(_name, 'this kernel')
 else:
-    for _name in _RUNTIME_NAMES + _INDEXER_NAMES + _MHC_NAMES:
+    for _name in _RUNTIME_NAMES + _INDEXER_NAMES + _MHC_NAMES + _GEMM_NAMES:
         globals()[_name] = _missing_extension(_name)
 
 
@@ -119,48 +131,6 @@ def set_block_size_multiple_of(new_value: int):
         raise ValueError(f'set_block_size_multiple_of: `new_value` must be a positive int; got {new_value!r}')
     _block_size_multiple_of = new_value
 
-
-# cuBLASLt GEMMs are arch-agnostic upstream: here they go through torch's own cuBLAS(Lt) matmul
-def _cublaslt_gemm(name, trans_a, trans_b):
-    def fn(a, b, d, c=None, **kwargs):
-        import torch
-        for arg, t in (('a', a), ('b', b), ('d', d)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 2:
-                raise ValueError(f'deep_gemm.{name}: `{arg}` must be a 2-D tensor; got {t!r:.80}')
-        lhs = a.t() if trans_a else a
-        rhs = b if trans_b else b.t()
-        if lhs.shape[1] != rhs.shape[0] or (lhs.shape[0], rhs.shape[1]) != tuple(d.shape):
-            raise ValueError(f'deep_gemm.{name}: shapes do not match: a {tuple(a.shape)}, b {tuple(b.shape)}, '
-                             f'd {tuple(d.shape)}')
-        out = torch.matmul(lhs.to(d.dtype) if lhs.dtype != d.dtype and lhs.dtype.itemsize == 1 else lhs,
-                           rhs.to(lhs.dtype) if rhs.dtype != lhs.dtype else rhs)
-        if c is not None:
-            out = out.float() + c.float()
-        d.copy_(out)
-        return d
-    fn.__name__ = name
-    return fn
-
-
-cublaslt_gemm_nt = _cublaslt_gemm('cublaslt_gemm_nt', False, False)
-cublaslt_gemm_nn = _cublaslt_gemm('cublaslt_gemm_nn', False, True)
-cublaslt_gemm_tn = _cublaslt_gemm('cublaslt_gemm_tn', True, False)
-cublaslt_gemm_tt = _cublaslt_gemm('cublaslt_gemm_tt', True, True)
-
-# GEMM families whose SM120 kernels are future work: importable, and a clear error when called
-_GEMM_NAMES = (
-    'fp8_fp4_gemm_nt', 'fp8_fp4_gemm_nn', 'fp8_fp4_gemm_tn', 'fp8_fp4_gemm_tt',
-    'fp8_gemm_nt', 'fp8_gemm_nn', 'fp8_gemm_tn', 'fp8_gemm_tt',
-    'm_grouped_fp8_fp4_gemm_nt_contiguous', 'm_grouped_fp8_fp4_gemm_nn_contiguous',
-    'm_grouped_fp8_gemm_nt_contiguous', 'm_grouped_fp8_gemm_nn_contiguous',
-    'm_grouped_fp8_fp4_gemm_nt_masked', 'm_grouped_fp8_gemm_nt_masked', 'fp8_m_grouped_gemm_nt_masked',
-    'k_grouped_fp8_gemm_tn_contiguous', 'k_grouped_fp8_gemm_nt_contiguous', 'fp8_gemm_nt_skip_head_mid',
-    'fp8_einsum', 'bf16_gemm_nt', 'bf16_gemm_nn', 'bf16_gemm_tn', 'bf16_gemm_tt',
-    'm_grouped_bf16_gemm_nt_contiguous', 'm_grouped_bf16_gemm_nn_contiguous', 'm_grouped_bf16_gemm_nt_masked',
-    'bf16_m_grouped_gemm_nt_masked', 'k_grouped_bf16_gemm_tn_contiguous', 'einsum',
-)
-for _name in _GEMM_NAMES:
-    globals()[_name] = _not_on_this_build(_name, 'this GEMM')
 
 from . import mega  # noqa: E402
 from .mega import (SymmBuffer, get_symm_buffer_for_mega_moe, transform_weights_for_mega_moe,  # noqa: E402,F401

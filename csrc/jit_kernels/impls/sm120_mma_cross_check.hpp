@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <torch/python.h>
 
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -56,6 +57,7 @@ class MmaCrossCheck {
     std::mutex mutex;
     std::map<std::string, bool> results;
     std::vector<MmaCheckRecord> records;
+    std::atomic<uint64_t> resets{0};
 
 public:
     static MmaCrossCheck& get() {
@@ -72,7 +74,11 @@ public:
         std::lock_guard<std::mutex> lock(mutex);
         results.clear();
         records.clear();
+        resets.fetch_add(1);
     }
+
+    // Bumped by every `reset`: callers that cache a resolved form keep it only while this is unchanged
+    uint64_t epoch() const { return resets.load(std::memory_order_relaxed); }
 
     // Whether to launch the candidate form. `candidate` says whether the config asks for the sm_120-only form;
     // `validated` whether that form has been checked on real hardware (then no check runs unless forced).
