@@ -104,7 +104,8 @@ LONG = 'void deep_gemm::some_very_long_templated_kernel_name<128, 64, 4, true, f
     (('paged_mqa_logits',), False, [2.0e-6]),                     # mean of the 3 launches of one kernel
     (('paged_mqa_logits', 'clean_logits'), False, [2.0e-6, 0.0]),  # a name no kernel has gives 0
     (('mqa_logits',), False, [2.0e-6]),                           # substring of one distinct name
-    (('gemm',), True, [(1e-6 + 2e-6 + 3e-6 + 10e-6 + 20e-6 + 5e-6) / 6]),  # several kernels (LONG is deep_gemm::): mean per launch
+    # several kernels (LONG has deep_gemm::): the mean per launch
+    (('gemm',), True, [(1e-6 + 2e-6 + 3e-6 + 10e-6 + 20e-6 + 5e-6) / 6]),
     (('7>(int)',), False, [0.0]),                                 # past the 97 visible characters
     (('some_very_long',), False, [5e-6]),
 ])

@@ -287,7 +287,8 @@ def test_upstream_keyword_accepted(name, keyword):
     accepted = accepted_keywords(obj)
     assert accepted is not None, f'{name}: cannot read its signature (neither inspect nor a pybind11 docstring)'
     assert accepted == '*' or keyword in accepted, \
-        f'{name} does not accept keyword {keyword!r} (used at {_where(KEYWORDS[name][keyword])}); accepts {sorted(accepted)}'
+        f'{name} does not accept keyword {keyword!r} (used at {_where(KEYWORDS[name][keyword])}); ' \
+        f'accepts {sorted(accepted)}'
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_runner():
-    spec = importlib.util.spec_from_file_location('upstream_suite', os.path.join(REPO, 'benchmarks', 'upstream_suite.py'))
+    path = os.path.join(REPO, 'benchmarks', 'upstream_suite.py')
+    spec = importlib.util.spec_from_file_location('upstream_suite', path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -166,7 +167,8 @@ def test_results_and_exit_status(fake_upstream, tmp_path, capsys):
     assert ' PASS ' in lines['test_a.py::test_not_in_main'] + ' '
     assert "FAIL ModuleNotFoundError: No module named 'no_such_module_for_upstream_suite'" in lines['test_b.py::test_b']
     assert ' PASS ' in lines['test_lazy_init.py::__main__'] + ' '
-    assert 'FAIL' in lines['test_worker.py::__main__'] and 'ValueError: worker failed' in lines['test_worker.py::__main__']
+    worker = lines['test_worker.py::__main__']
+    assert 'FAIL' in worker and 'ValueError: worker failed' in worker, out
     assert 'EXCLUDED' in lines['test_sanitizer.py::__main__']
     assert 'summary main:' in out and 'required but not passing' in out
     # the timed-out function's own child was killed with it
