@@ -112,6 +112,12 @@ FILES = {
             p.start()
             p.join()
         ''',
+    'test_mega_moe.py': '''
+        from deep_gemm.utils.dist import no_such_name_for_upstream_suite
+
+        if __name__ == '__main__':
+            pass
+        ''',
     'test_sanitizer.py': '''
         if __name__ == '__main__':
             raise SystemExit('must not run unless named')
@@ -146,7 +152,8 @@ def test_discovery_order_and_kinds(fake_upstream):
     # __main__ order first (test_guarded keeps its place), then the rest in file order; scripts as __main__
     assert keys == ['test_a.py::test_fail', 'test_a.py::test_ok', 'test_a.py::test_guarded', 'test_a.py::test_skip',
                     'test_a.py::test_slow', 'test_a.py::test_not_in_main', 'test_b.py::test_b',
-                    'test_lazy_init.py::__main__', 'test_sanitizer.py::__main__', 'test_worker.py::__main__']
+                    'test_lazy_init.py::__main__', 'test_mega_moe.py::__main__', 'test_sanitizer.py::__main__',
+                    'test_worker.py::__main__']
     by_key = dict(zip(keys, (e for _, e in entries)))
     assert by_key['test_a.py::test_guarded']['guards'] == ['GUARD']
     assert 'FIRST_AFTER_PREAMBLE = random.random()' in by_key['test_a.py::test_ok']['preamble']
@@ -189,7 +196,9 @@ def test_only_and_expectations(fake_upstream, tmp_path, capsys):
     table = tmp_path / 'UPSTREAM.md'
     table.write_text('| suite | function | status | notes |\n|---|---|---|---|\n'
                      '| main | `test_a.py::test_fail` | needs #15 | GEMMs |\n'
-                     '| main | `test_a.py::test_ok` | needs #16 | listed as pending but passes |\n')
+                     '| main | `test_a.py::test_ok` | needs #16 | listed as pending but passes |\n'
+                     '| main | `test_b.py::test_b` | needs #15 | pending, but its file must import |\n'
+                     '| main | `test_mega_moe.py::__main__` | SM100-only | a script that must import |\n')
     base = [str(fake_upstream), '--log-dir', str(tmp_path / 'l'), '--mqa-cases', '3', '--expectations', str(table)]
     rc, out, lines = _run(capsys, base + ['--only', 'test_a.py::test_fail'])
     assert rc == 0 and '[expected: needs #15]' in lines['test_a.py::test_fail'], out
@@ -200,6 +209,10 @@ def test_only_and_expectations(fake_upstream, tmp_path, capsys):
     assert rc == 1, out
     rc, out, lines = _run(capsys, base + ['--only', 'test_b.py'])
     assert rc == 1 and list(lines) == ['test_b.py::test_b'], out
+    assert 'the file does not import: required whatever its status' in lines['test_b.py::test_b'], out
+    rc, out, lines = _run(capsys, base + ['--only', 'test_mega_moe.py'])
+    assert rc == 1 and 'ImportError' in lines['test_mega_moe.py::__main__'], out
+    assert 'the file does not import' in lines['test_mega_moe.py::__main__'], out
     rc, out, lines = _run(capsys, base + ['--only', 'test_sanitizer.py::__main__', '--timeout', '20'])
     assert 'FAIL' in lines['test_sanitizer.py::__main__'] and 'must not run unless named' in out, out
     # --passing-only drops the rows listed as pending
@@ -237,7 +250,7 @@ def test_expectation_table_of_this_repository_parses():
     suites = {s for s, _ in table}
     assert suites == {'main', 'nv_dev'}, suites
     for (s, key), status in table.items():
-        assert re.match(r'^(passes|needs #\d+|SM100-only|not run)', status), (s, key, status)
+        assert re.match(r'^(passes|needs #\d+|SM100-only|not provided|not run)', status), (s, key, status)
 
 
 def test_expectation_table_lists_every_upstream_function():
