@@ -69,6 +69,26 @@ def default_rounding():
     return deep_gemm._C._tf32_hc_prenorm_gemm_default_rounding()
 
 
+def split_columns(m, n, k, num_splits):
+    """K column range [first, last) of each caller's split, from the host plan (the partition the kernel computes on
+    the device: whole 64-wide blocks, counts as even as possible)."""
+    blocks = deep_gemm._C._tf32_hc_prenorm_gemm_plan('sm_120a', max(m, 1), n, k, num_splits)['user_split_blocks']
+    return [(first * 64, last * 64) for first, last in blocks]
+
+
+def check_each_split(a, b, d, s, num_splits, what):
+    """Every split's d[i] / sqr_sum[i] is the product over its own K columns; a split without columns is exactly 0."""
+    m, k = a.shape
+    for i, (c0, c1) in enumerate(split_columns(m, b.shape[0], k, num_splits)):
+        if c0 == c1:
+            assert bool((d[i] == 0).all()) and bool((s[i] == 0).all()), f'{what}: empty split {i} is not zero'
+            continue
+        sd, ss = exact_reference(a[:, c0:c1], b[:, c0:c1], default_rounding())
+        diff_d, diff_s = calc_diff(d[i], sd), calc_diff(s[i], ss)
+        assert diff_d < EXACT_TOL, f'{what}: split {i} (K columns [{c0}, {c1})): d diff {diff_d:.3e}'
+        assert diff_s < 1e-10, f'{what}: split {i} (K columns [{c0}, {c1})): sqr_sum diff {diff_s:.3e}'
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------------------
@@ -142,15 +162,41 @@ def test_against_torch_tf32(m, n, k, num_splits):
     ref_d, ref_s = torch_tf32_reference(a, b)
     if num_splits is not None:
         # each split on its own is the product over its K range
-        part = k // num_splits
-        for i in (0, num_splits - 1):
-            sd, ss = exact_reference(a[:, i * part:(i + 1) * part], b[:, i * part:(i + 1) * part], default_rounding())
-            assert calc_diff(d[i], sd) < EXACT_TOL, f'split {i}: diff {calc_diff(d[i], sd):.3e}'
-            assert calc_diff(s[i], ss) < 1e-10, f'split {i} sqr_sum: diff {calc_diff(s[i], ss):.3e}'
+        check_each_split(a, b, d, s, num_splits, f'M={m} N={n} K={k} num_splits={num_splits}')
         d, s = d.sum(0), s.sum(0)
     diff_d, diff_s = calc_diff(d, ref_d), calc_diff(s, ref_s)
     assert diff_d < 1e-8, f'd: calc_diff {diff_d:.3e} vs torch TF32 (M={m}, N={n}, K={k}, num_splits={num_splits})'
     assert diff_s < 1e-8, f'sqr_sum: calc_diff {diff_s:.3e} vs torch (M={m}, N={n}, K={k}, num_splits={num_splits})'
+
+
+# Upstream's test_hyperconnection.py shapes (K = 7680 / 16 = 480 is not a multiple of 64: splits of 7 and 8 blocks),
+# a split count that divides nothing (7), and more splits than 64-wide K blocks (some splits are empty)
+UPSTREAM_CASES = [(m, 24, k, s) for m in (13, 137, 4096) for k in (7680, 7168, 28672) for s in (None, 16, 7)]
+UPSTREAM_CASES += [(13, 24, 7168, 200), (137, 24, 7168, 113), (137, 17, 1024, 40), (4096, 24, 640, 11),
+                   (1, 32, 64, 3)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('m,n,k,num_splits', UPSTREAM_CASES)
+def test_any_num_splits(m, n, k, num_splits):
+    """Any `num_splits` >= 1 with any K that is a multiple of 64: upstream's criterion on the sums (calc_diff < 1e-8
+    against torch TF32), each split exact over its own block range, empty splits zero, and a second call equal bit
+    for bit."""
+    a, b = inputs(m, n, k)
+    what = f'M={m} N={n} K={k} num_splits={num_splits}'
+    d, s = run(a, b, num_splits)
+    d2, s2 = run(a, b, num_splits)
+    deep_gemm.testing.assert_bitwise_equal(d, d2, f'{what}: d, second call')
+    deep_gemm.testing.assert_bitwise_equal(s, s2, f'{what}: sqr_sum, second call')
+    if num_splits is not None:
+        ranges = split_columns(m, n, k, num_splits)
+        assert ranges[0][0] == 0 and ranges[-1][1] == k, f'{what}: plan ranges {ranges[:3]}...{ranges[-3:]}'
+        check_each_split(a, b, d, s, num_splits, what)
+        d, s = d.sum(0), s.sum(0)
+    ref_d, ref_s = torch_tf32_reference(a, b)
+    diff_d, diff_s = calc_diff(d, ref_d), calc_diff(s, ref_s)
+    assert diff_d < 1e-8, f'{what}: d calc_diff {diff_d:.3e} vs torch TF32'
+    assert diff_s < 1e-8, f'{what}: sqr_sum calc_diff {diff_s:.3e} vs torch'
 
 
 @pytest.mark.gpu
@@ -239,7 +285,7 @@ def test_m_zero():
 @pytest.mark.parametrize('m,n,k,num_splits', [(1, 24, 16384, None), (64, 24, 16384, None), (128, 17, 16384, None),
                                               (300, 32, 16384, None), (1024, 24, 16384, None),
                                               (2048, 24, 16384, None), (4096, 24, 16384, None), (64, 24, 16384, 16),
-                                              (7, 8, 4096, 4)])
+                                              (7, 8, 4096, 4), (7, 24, 28672, 7), (300, 24, 7680, 3)])
 def test_split_plans(m, n, k, num_splits):
     """The shapes whose plans differ (split count, one- or two-level sum tree, rotated K order with several M tiles)
     are correct and deterministic."""
@@ -369,7 +415,10 @@ def _bad_cases(device):
         a=torch.zeros(1, 8, 1024, dtype=torch.bfloat16, device=device))
     add('K mismatch', ValueError, r'`b`\.shape\[1\] must be 1024', b=torch.zeros(24, 512, device=device))
     add('N = 33', ValueError, r'`b`\.shape\[0\] \(N\) must be in \[1, 32\]', n=33)
-    add('K = 96', ValueError, r'K \(`a`\.shape\[1\]\) must be a positive multiple of 64', k=96)
+    add('K = 96', ValueError,
+        r'K \(`a`\.shape\[1\]\) must be a positive multiple of 64 \(any `num_splits` then works\)', k=96)
+    add('K = 480 with splits', ValueError, r'K \(`a`\.shape\[1\]\) must be a positive multiple of 64', k=480,
+        num_splits=16)
     add('d wrong N', ValueError, r'`d`\.shape\[1\] must be 24', d=torch.zeros(8, 23, device=device))
     add('d wrong M', ValueError, r'`d`\.shape\[0\] must be 8', d=torch.zeros(9, 24, device=device))
     add('sqr_sum wrong M', ValueError, r'`sqr_sum`\.shape\[0\] must be 8', sqr_sum=torch.zeros(7, device=device))
@@ -383,8 +432,10 @@ def _bad_cases(device):
         sqr_sum=torch.zeros(8, device=device))
     add('num_splits = 0', ValueError, r'`num_splits` must be in \[1, 65535\]', num_splits=0,
         d=torch.zeros(1, 8, 24, device=device), sqr_sum=torch.zeros(1, 8, device=device))
-    add('num_splits = 3', ValueError, r'K / `num_splits` must be a multiple of 64', num_splits=3)
-    add('num_splits = 32', ValueError, r'K / `num_splits` must be a multiple of 64', num_splits=32)
+    for bad in (65536, -1):
+        add(f'num_splits = {bad}', ValueError, rf'`num_splits` must be in \[1, 65535\] or None; got {bad}',
+            num_splits=1)
+        cases[-1][1]['num_splits'] = bad
     add('a transposed', ValueError, r'`a` must have a contiguous last dimension',
         a=torch.zeros(1024, 8, dtype=torch.bfloat16, device=device).T)
     add('a misaligned rows', ValueError, r'`a` rows must be 16-byte aligned',
@@ -435,16 +486,36 @@ def test_split_plan_invariants(target, num_sms):
     plan = deep_gemm._C._tf32_hc_prenorm_gemm_plan
     for m in PLAN_MS:
         for n in (8, 24, 32):
-            for num_splits in (None, 2, 16):
-                p = plan(target, m, n, 16384, num_splits, num_sms)
-                what = f'{target} sms={p["num_sms"]} M={m} N={n} num_splits={num_splits}: {p}'
+            for k, num_splits in [(16384, None), (16384, 2), (16384, 16), (7680, 16), (7168, 7), (28672, 16),
+                                  (7168, 200), (1024, 40)]:
+                p = plan(target, m, n, k, num_splits, num_sms)
+                what = f'{target} sms={p["num_sms"]} M={m} N={n} K={k} num_splits={num_splits}: {p}'
                 ctas = p['num_m_tiles'] * (num_splits or 1)
                 s, g = p['num_int_splits'], p['group_size']
                 assert p['num_m_tiles'] == (m + 127) // 128, what
                 assert 1 <= g <= s, what
                 assert s == 1 or ctas * s <= p['num_sms'], what
-                assert s == 1 or 2 * s <= 16384 // 64 // (num_splits or 1), what
+                # every internal split of the smallest caller's split keeps two blocks
+                assert s == 1 or 2 * s <= k // 64 // (num_splits or 1), what
                 assert p['smem_bytes'] <= 101376, what
+
+
+@needs_ext
+@pytest.mark.parametrize('k,num_splits', [(7680, 16), (7168, 16), (28672, 16), (7680, 7), (64, 1), (64, 5),
+                                          (7168, 200), (1024, 40), (640, 11), (16384, None), (16384, 16),
+                                          (64 * 65535, 65535), (64, 65535)])
+def test_split_partition(k, num_splits):
+    """Caller's split i owns the 64-wide K blocks [floor(i * nb / S), floor((i + 1) * nb / S)): contiguous, covering
+    [0, nb) once, counts differing by at most one (some zero when S > nb)."""
+    blocks = deep_gemm._C._tf32_hc_prenorm_gemm_plan('sm_120a', 1, 24, k, num_splits)['user_split_blocks']
+    nb, splits = k // 64, num_splits or 1
+    assert len(blocks) == splits
+    assert blocks == [(i * nb // splits, (i + 1) * nb // splits) for i in range(splits)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == nb
+    assert all(blocks[i][1] == blocks[i + 1][0] for i in range(splits - 1))
+    sizes = {last - first for first, last in blocks}
+    assert sizes <= {nb // splits, -(-nb // splits)}, sizes
+    assert sum(last - first for first, last in blocks) == nb
 
 
 @needs_ext
@@ -463,8 +534,12 @@ def test_split_plan_bad_arguments():
         plan('sm_120a', 0, 24, 16384)
     with pytest.raises(ValueError, match=r'`n` must be in \[1, 32\]; got 33'):
         plan('sm_120a', 1, 33, 16384)
-    with pytest.raises(ValueError, match=r'`k` must be a positive multiple of 64 \* num_splits \(192\)'):
-        plan('sm_120a', 4, 24, 16384, 3)
+    with pytest.raises(ValueError, match=r'`k` must be a positive multiple of 64, at most 2\^24; got 480'):
+        plan('sm_120a', 4, 24, 480, 16)
+    with pytest.raises(ValueError, match=r'`num_splits` must be in \[1, 65535\]; got 65536'):
+        plan('sm_120a', 4, 24, 16384, 65536)
+    with pytest.raises(ValueError, match=r'`num_splits` must be in \[1, 65535\]; got 0'):
+        plan('sm_120a', 4, 24, 16384, 0)
     with pytest.raises(ValueError, match=r'`num_sms` must be in \[1, 1024\]; got 0'):
         plan('sm_120a', 4, 24, 16384, None, 0)
     with pytest.raises(ValueError, match=r"unsupported compile target 'sm_70'"):

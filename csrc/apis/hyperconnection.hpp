@@ -31,17 +31,16 @@ inline void hc_prenorm_gemm(const char* fn, const torch::Tensor& a, const torch:
     c.size(b, "b", 1, k, "K, as `a`.shape[1]");
     DG_CHECK(1 <= n and n <= T::kMaxN, fn, ": `b`.shape[0] (N) must be in [1, ", T::kMaxN, "]; got ", describe(b));
     DG_CHECK(k > 0 and k % T::kBlockK == 0, fn, ": K (`a`.shape[1]) must be a positive multiple of ", T::kBlockK,
-             "; got ", describe(a));
+             " (any `num_splits` then works); got ", describe(a));
     DG_CHECK(m < (int64_t{1} << 31) and k < (int64_t{1} << 31), fn,
              ": `a` is too large (M must be < 2^31, K < 2^31); got ", describe(a));
 
     int64_t splits = 1;
     if (num_splits.has_value()) {
         splits = *num_splits;
+        // Any count: split i sums the K blocks [floor(i * nb / s), floor((i + 1) * nb / s)) of the nb = K / 64
+        // blocks (whole 64-wide blocks, counts differ by at most one); with s > nb some splits get zeros
         DG_CHECK(splits >= 1 and splits <= 65535, fn, ": `num_splits` must be in [1, 65535] or None; got ", splits);
-        DG_CHECK(k % splits == 0 and (k / splits) % T::kBlockK == 0, fn, ": K / `num_splits` must be a multiple of ",
-                 T::kBlockK, " (each split is a contiguous K range of whole ", T::kBlockK, "-wide steps); got K = ",
-                 k, ", num_splits = ", splits);
         c.dim(d, "d", 3, "[num_splits, M, N] (num_splits is given)");
         c.size(d, "d", 0, splits, "num_splits");
         c.size(d, "d", 1, m, "M, as `a`.shape[0]");
@@ -91,8 +90,10 @@ inline void register_apis(pybind11::module_& m) {
               hc_prenorm_gemm("tf32_hc_prenorm_gemm", a, b, d, sqr_sum, num_splits, kHcDefaultRoundRNA);
           },
           py::arg("a"), py::arg("b"), py::arg("d"), py::arg("sqr_sum"), py::arg("num_splits") = py::none(),
-          "d = a @ b.T (TF32 operands, FP32 accumulation) and sqr_sum = (a.float() ** 2).sum(-1); with `num_splits`, "
-          "split i covers K range [i*K/s, (i+1)*K/s) and writes d[i], sqr_sum[i]");
+          "d = a @ b.T (TF32 operands, FP32 accumulation) and sqr_sum = (a.float() ** 2).sum(-1); K must be a multiple "
+          "of 64. With `num_splits` = s (any s >= 1), split i covers the 64-wide K blocks [floor(i*nb/s), "
+          "floor((i+1)*nb/s)) of nb = K/64 and writes d[i], sqr_sum[i] (zeros where it covers none); d.sum(0) and "
+          "sqr_sum.sum(0) are the full results");
     // Internal: the same kernel with an explicit TF32 rounding of `b` ('truncate' or 'rna'), for tests
     m.def("_tf32_hc_prenorm_gemm_rounding",
           [](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d, const torch::Tensor& sqr_sum,
@@ -115,10 +116,9 @@ inline void register_apis(pybind11::module_& m) {
               const int64_t splits = num_splits.value_or(1);
               DG_CHECK(m >= 1 and m <= (1 << 24), fn, ": `m` must be in [1, 2^24]; got ", m);
               DG_CHECK(n >= 1 and n <= T::kMaxN, fn, ": `n` must be in [1, ", T::kMaxN, "]; got ", n);
-              DG_CHECK(splits >= 1 and splits <= (1 << 16), fn, ": `num_splits` must be in [1, 65536]; got ", splits);
-              DG_CHECK(k >= T::kBlockK and k <= (1 << 24) and k % (T::kBlockK * splits) == 0, fn,
-                       ": `k` must be a positive multiple of ", T::kBlockK, " * num_splits (", T::kBlockK * splits,
-                       "), at most 2^24; got ", k);
+              DG_CHECK(splits >= 1 and splits <= 65535, fn, ": `num_splits` must be in [1, 65535]; got ", splits);
+              DG_CHECK(k >= T::kBlockK and k <= (1 << 24) and k % T::kBlockK == 0, fn,
+                       ": `k` must be a positive multiple of ", T::kBlockK, ", at most 2^24; got ", k);
               if (num_sms.has_value()) {
                   DG_CHECK(*num_sms >= 1 and *num_sms <= 1024, fn, ": `num_sms` must be in [1, 1024]; got ", *num_sms);
                   arch.num_sms = static_cast<int>(*num_sms);
@@ -129,6 +129,13 @@ inline void register_apis(pybind11::module_& m) {
               out["num_sms"] = arch.num_sms, out["num_m_tiles"] = plan.num_m_tiles;
               out["num_int_splits"] = plan.num_int_splits, out["group_size"] = plan.group_size;
               out["smem_bytes"] = plan.smem_bytes;
+              // Each caller's split's K blocks [first, last): the partition the kernel computes on the device
+              pybind11::list blocks;
+              for (int64_t u = 0; u < splits; ++u) {
+                  const auto [first, last] = hc_user_split_blocks(k / T::kBlockK, splits, u);
+                  blocks.append(pybind11::make_tuple(first, last));
+              }
+              out["user_split_blocks"] = blocks;
               return out;
           },
           py::arg("target"), py::arg("m"), py::arg("n"), py::arg("k"), py::arg("num_splits") = py::none(),

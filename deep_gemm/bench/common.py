@@ -47,6 +47,7 @@ class Row:
 
 
 def gpu_time(fn, kernel_names, num_tests=30):
-    """GPU time per call (seconds) of the kernels whose names contain `kernel_names` (str or tuple)."""
-    from ..testing import bench_kineto
-    return bench_kineto(fn, kernel_names, num_tests=num_tests, suppress_kineto_output=True)
+    """GPU time per call (seconds) of the kernels whose names contain `kernel_names` (str or tuple); each name must
+    match exactly one launch per call (RuntimeError otherwise, so a missing or extra kernel is never timed as 0)."""
+    from ..testing.bench import _bench_kineto_per_call
+    return _bench_kineto_per_call(fn, kernel_names, num_tests=num_tests)

@@ -2,6 +2,8 @@
 
 Everything here runs on CPU and CUDA tensors alike; nothing launches a custom kernel.
 """
+import numbers
+
 import torch
 
 __all__ = [
@@ -36,22 +38,30 @@ def _check_gran(fn, gran, even=False):
         raise ValueError(f'{fn}: `gran_k` must be a positive {"even " if even else ""}int, got {gran!r}')
 
 
-def ceil_div(x: int, y: int) -> int:
-    """`ceil(x / y)` for integers, `y > 0`."""
-    if not _is_int(x) or not _is_int(y):
-        raise TypeError(f'ceil_div: `x` and `y` must be ints, got {type(x).__name__} and {type(y).__name__}')
-    if y <= 0:
-        raise ValueError(f'ceil_div: `y` must be positive, got {y}')
+def _check_int_operands(fn, x, y):
+    """`x` and `y` are ints (not bools) or integer tensors; a Python-int `y` must be positive. A tensor `y` is not
+    checked for zeros (that would synchronize with the device)."""
+    for name, v in (('x', x), ('y', y)):
+        if isinstance(v, torch.Tensor):
+            if v.dtype == torch.bool or v.is_floating_point() or v.is_complex():
+                raise TypeError(f'{fn}: `{name}` must be an int or an integer tensor, got a {v.dtype} tensor')
+        elif isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f'{fn}: `{name}` must be an int or an integer tensor, got {type(v).__name__} ({v!r:.40})')
+    if not isinstance(y, torch.Tensor) and y <= 0:
+        raise ValueError(f'{fn}: `y` must be positive, got {y}')
+
+
+def ceil_div(x, y):
+    """`ceil(x / y)` as plain integer arithmetic `(x + y - 1) // y`, like upstream: ints give an int, an integer
+    tensor (either operand) gives an elementwise tensor, e.g. `ceil_div(context_lens, block_kv)`. `y > 0`."""
+    _check_int_operands('ceil_div', x, y)
     return (x + y - 1) // y
 
 
-def align(x: int, y: int) -> int:
-    """Round `x` up to a multiple of `y`."""
-    if not _is_int(x) or not _is_int(y):
-        raise TypeError(f'align: `x` and `y` must be ints, got {type(x).__name__} and {type(y).__name__}')
-    if y <= 0:
-        raise ValueError(f'align: `y` must be positive, got {y}')
-    return ceil_div(x, y) * y
+def align(x, y):
+    """Round `x` up to a multiple of `y` (`ceil_div(x, y) * y`); ints or integer tensors, as `ceil_div`."""
+    _check_int_operands('align', x, y)
+    return (x + y - 1) // y * y
 
 
 def ceil_to_ue8m0(x: torch.Tensor) -> torch.Tensor:
@@ -110,16 +120,32 @@ def _to_fp8(x, sf):
     return (x / sf).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(torch.float8_e4m3fn)
 
 
-def per_token_cast_to_fp8(x: torch.Tensor, use_ue8m0: bool, gran_k: int = 128):
-    """`x [M, K]` -> `(fp8 e4m3 [M, K], float32 scales [M, ceil(K / gran_k)])`, one scale per row and K block."""
-    _check_tensor('per_token_cast_to_fp8', 'x', x, ndim=2, floating=True)
-    _check_gran('per_token_cast_to_fp8', gran_k)
+def _check_packed_ue8m0(fn, use_ue8m0, use_packed_ue8m0):
+    if use_packed_ue8m0 and not use_ue8m0:
+        raise ValueError(f'{fn}: `use_packed_ue8m0=True` requires `use_ue8m0=True`, got use_ue8m0={use_ue8m0!r}')
+
+
+def _pack_block_scales(sf):
+    """float32 power-of-two scales `[M, nb]` -> int32 `[M, ceil(nb / 4)]` of UE8M0 bytes, missing blocks 127 (2^0)."""
+    nb = sf.shape[1]
+    return pack_ue8m0_to_int(torch.nn.functional.pad(sf, (0, align(nb, 4) - nb), value=1.0))
+
+
+def per_token_cast_to_fp8(x: torch.Tensor, use_ue8m0: bool, gran_k: int = 128, use_packed_ue8m0: bool = False):
+    """`x [M, K]` -> `(fp8 e4m3 [M, K], float32 scales [M, ceil(K / gran_k)])`, one scale per row and K block.
+
+    With `use_packed_ue8m0` (requires `use_ue8m0`) the scales are int32 `[M, ceil(K / gran_k / 4)]` of UE8M0 bytes,
+    four per int (little-endian), missing blocks padded with 127 (2^0), as `per_token_cast_to_fp4`'s."""
+    fn = 'per_token_cast_to_fp8'
+    _check_tensor(fn, 'x', x, ndim=2, floating=True)
+    _check_gran(fn, gran_k)
+    _check_packed_ue8m0(fn, use_ue8m0, use_packed_ue8m0)
     m, k = x.shape
     nb = ceil_div(k, gran_k)
     xp = torch.nn.functional.pad(x.float(), (0, nb * gran_k - k)).view(m, nb, gran_k)
     sf = _scale_from_amax(xp.abs().amax(dim=2), FP8_E4M3_MAX, use_ue8m0)
     x_fp8 = _to_fp8(xp, sf.unsqueeze(2)).view(m, nb * gran_k)[:, :k].contiguous()
-    return x_fp8, sf
+    return x_fp8, (_pack_block_scales(sf) if use_packed_ue8m0 else sf)
 
 
 def per_channel_cast_to_fp8(x: torch.Tensor, use_ue8m0: bool, gran_k: int = 128):
@@ -191,17 +217,14 @@ def per_token_cast_to_fp4(x: torch.Tensor, use_ue8m0: bool, gran_k: int = 32, us
     _check_gran(fn, gran_k, even=True)
     if x.shape[1] % 2:
         raise ValueError(f'{fn}: K (x.shape[1]) must be even, got shape {tuple(x.shape)}')
-    if use_packed_ue8m0 and not use_ue8m0:
-        raise ValueError(f'{fn}: `use_packed_ue8m0=True` requires `use_ue8m0=True`, got use_ue8m0={use_ue8m0!r}')
+    _check_packed_ue8m0(fn, use_ue8m0, use_packed_ue8m0)
     m, k = x.shape
     nb = ceil_div(k, gran_k)
     xp = torch.nn.functional.pad(x.float(), (0, nb * gran_k - k)).view(m, nb, gran_k)
     sf = _scale_from_amax(xp.abs().amax(dim=2), FP4_E2M1_MAX, use_ue8m0)
     codes = _e2m1_codes(xp / sf.unsqueeze(2)).view(m, nb * gran_k)[:, :k]
     packed = _pack_nibbles(codes).contiguous()
-    if use_packed_ue8m0:
-        sf = pack_ue8m0_to_int(torch.nn.functional.pad(sf, (0, align(nb, 4) - nb), value=1.0))
-    return packed, sf
+    return packed, (_pack_block_scales(sf) if use_packed_ue8m0 else sf)
 
 
 def cast_back_from_fp4(packed: torch.Tensor, sf: torch.Tensor, gran_k: int = 32, use_packed_ue8m0: bool = False):

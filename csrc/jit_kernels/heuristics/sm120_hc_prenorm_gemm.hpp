@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include "common.hpp"
 
@@ -37,6 +39,12 @@ struct HcPrenormTiling {
 // tests/test_hc_prenorm_gemm.py measures both on the GPU and asserts that this default matches.
 constexpr bool kHcDefaultRoundRNA = true;
 
+// The K blocks [first, last) of caller's split `u` of `num_user_splits` over `num_k_blocks` blocks: the kernel's
+// partition (sm120_tf32_hc_prenorm_gemm.cuh computes the same on the device), here for the plan and its tests
+inline std::pair<int64_t, int64_t> hc_user_split_blocks(int64_t num_k_blocks, int64_t num_user_splits, int64_t u) {
+    return {u * num_k_blocks / num_user_splits, (u + 1) * num_k_blocks / num_user_splits};
+}
+
 struct HcPrenormPlan {
     int num_n_tiles = 0;
     int num_m_tiles = 0;
@@ -58,7 +66,9 @@ struct HcPrenormPlan {
 // last CTA end), old plan -> this plan: M=256 17.4 -> 15.5 us (20 -> 64 splits), M=512 24.8 -> 16.1 us (10 -> 32),
 // M=1024 29.1 -> 21.1 us (8 -> 16), M=2048 49.7 -> 30.6 us (4 -> 8), M=7 10.4 -> 9.5 us (two-level sum);
 // M=1, 64, 128 and >= 4096 unchanged or within 0.1 us.
-// `num_user_splits`: the caller's `num_splits` (1 when None). K / num_user_splits is a multiple of kBlockK.
+// `num_user_splits`: the caller's `num_splits` (1 when None), any count >= 1. K is a multiple of kBlockK; caller's
+// split u owns K blocks [floor(u * nb / S), floor((u + 1) * nb / S)) of nb = K / kBlockK (hc_user_split_blocks), so
+// the splits own kb_min or kb_min + 1 blocks (kb_min = 0 when S > nb: those splits write zeros).
 inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int k, int num_user_splits) {
     using T = HcPrenormTiling;
     HcPrenormPlan plan;
@@ -66,10 +76,15 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
     plan.num_m_tiles = (m + T::kBlockM - 1) / T::kBlockM;
     plan.smem_bytes = T::smem_bytes(plan.num_n_tiles);
     DG_HOST_ASSERT(plan.smem_bytes <= arch.smem_capacity);
+    DG_HOST_ASSERT(k % T::kBlockK == 0 and num_user_splits >= 1);
 
-    const int kb_per_user = k / T::kBlockK / num_user_splits;
-    const int ctas = plan.num_m_tiles * num_user_splits;
-    const int by_sms = std::max(1, arch.num_sms / std::max(1, ctas));
+    // The internal split count is one per launch: it must leave every internal split of the smallest caller's split
+    // at least two blocks (kb_min), and the time is that of the largest (kb_per_user)
+    const int num_k_blocks = k / T::kBlockK;
+    const int kb_min = num_k_blocks / num_user_splits;
+    const int kb_per_user = (num_k_blocks + num_user_splits - 1) / num_user_splits;
+    const int64_t ctas = static_cast<int64_t>(plan.num_m_tiles) * num_user_splits;
+    const int by_sms = static_cast<int>(std::max<int64_t>(1, arch.num_sms / std::max<int64_t>(1, ctas)));
     const int rows = std::min(m, T::kBlockM);
     const double partial_bytes = rows * (plan.num_n_tiles * 8 + 1) * 4.0;
 
@@ -83,7 +98,7 @@ inline HcPrenormPlan get_hc_prenorm_plan(const ArchSpec& arch, int m, int n, int
                      kL2BytesPerUsPerSm = 5.0e4;
     const double active_rows = std::min(T::kBlockM, (rows + 31) / 32 * 32);
     const double stage_bytes = std::min<double>(rows, active_rows) * T::kBlockK * 2.0 + n * T::kBlockK * 4.0;
-    const int max_splits = std::max(1, std::min(by_sms, kb_per_user / 2));
+    const int max_splits = std::max(1, std::min(by_sms, kb_min / 2));
     double best = 0;
     for (int s = 1; s <= max_splits; ++s) {
         const int stages = (kb_per_user + s - 1) / s;

@@ -3,8 +3,9 @@
 // The mHC pre-norm GEMM (CONTRACT.md §3): d = a · bᵀ with TF32 operands and FP32 accumulation, and
 // sqr_sum[m] = Σ_k a[m, k]², both from one pass over `a`.
 //
-// One CTA computes a kBlockM-row tile of `a` over a share of the K blocks of the caller's split (internal split s of
-// S takes blocks s, s + S, s + 2S, ...). Grid: x = M tile, y = internal K split, z = caller's split (`num_splits`).
+// One CTA computes a kBlockM-row tile of `a` over a share of the K blocks of the caller's split (a contiguous range of
+// whole kBlockK blocks; internal split s of S takes its blocks s, s + S, s + 2S, ...). Grid: x = M tile, y = internal
+// K split, z = caller's split (`num_splits`).
 // A kNumStages-deep cp.async pipeline streams kBlockK-wide slices of `a` (bf16) and `b` (fp32, only rows < N)
 // through shared memory. 8 warps = 4 row groups (32 rows each) x 2 K halves; a warp owns 2 m16 tiles x kNumNTiles
 // n8 tiles and runs tf32 `mma.sync m16n8k8`.
@@ -133,8 +134,13 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous
     // ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66 runs; the SM they
     // ran on 0.49): an address effect, not an SM one.
-    const int kb_per_user = K / kBlockK / num_user_splits;
-    const int kb_user0 = user_split * kb_per_user;
+    // The caller's split `user_split` of S owns the contiguous K blocks [kb_user0, kb_user1) of the K / kBlockK
+    // blocks: [floor(u * nb / S), floor((u + 1) * nb / S)), so the splits' block counts differ by at most one and any
+    // S >= 1 works. With S > nb some splits own no block: their CTAs load nothing and write zeros.
+    const int num_k_blocks = K / kBlockK;
+    const int kb_user0 = static_cast<int>(static_cast<int64_t>(user_split) * num_k_blocks / num_user_splits);
+    const int kb_user1 = static_cast<int>(static_cast<int64_t>(user_split + 1) * num_k_blocks / num_user_splits);
+    const int kb_per_user = kb_user1 - kb_user0;
     const int num_kb = (kb_per_user - split + num_int_splits - 1) / num_int_splits;
     // The K order is rotated by M tile: tiles of one split then read different slices of `b` (and different column
     // offsets of `a`) at the same moment instead of all CTAs asking L2 for the same `b` lines. The order depends only
