@@ -7,6 +7,7 @@
 #include "apis/attention.hpp"
 #include "apis/hyperconnection.hpp"
 #include "apis/jit.hpp"
+#include "apis/layout.hpp"
 #include "apis/runtime.hpp"
 
 #ifndef TORCH_EXTENSION_NAME
@@ -22,4 +23,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     deep_gemm::jit_api::register_apis(m);
     deep_gemm::attention::register_apis(m);
     deep_gemm::hyperconnection::register_apis(m);
+    deep_gemm::layout::register_apis(m);
 }

@@ -12,6 +12,7 @@
 #include "../jit_kernels/impls/sm120_fp8_mqa_logits.hpp"
 #include "../jit_kernels/impls/sm120_tf32_hc_prenorm_gemm.hpp"
 #include "../jit_kernels/impls/smxx_ceilings.hpp"
+#include "../jit_kernels/impls/smxx_layout.hpp"
 
 namespace deep_gemm::jit_api {
 
@@ -28,6 +29,7 @@ inline std::vector<KernelSpec> all_kernel_specs(const std::string& target, bool 
     add(RaggedMqaLogitsConfig::enumerate(arch));
     add(HcPrenormGemmConfig::enumerate(arch));
     add(CeilingConfig::enumerate(arch));
+    add(SfMnMajorConfig::enumerate(arch)), add(SfKGroupedPackConfig::enumerate(arch));
     return specs;
 }
 

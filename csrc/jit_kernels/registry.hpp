@@ -16,6 +16,7 @@ enum KernelFamily : uint32_t {
     kFamilyPagedLogits = 2,
     kFamilyRaggedLogits = 3,
     kFamilyCleanLogits = 4,
+    kFamilyLayout = 5,
 };
 
 struct KernelSpec {
