@@ -81,9 +81,6 @@ def test_sf_layout_kernels(mn, k, major):
             packed = poisoned(lambda: dgu.get_mn_major_tma_aligned_packed_ue8m0_tensor(sf),
                               mn_major_nbytes(tuple(sf.shape[:-1]) + (-(-sf.shape[-1] // 4),), 4))
             check_mn_major(packed, ref.ref_packed(expected_f32), 4, f'pack {what}')
-            # the CPU path gives the same tensor, layout included
-            cpu = dgu.get_mn_major_tma_aligned_packed_ue8m0_tensor(expected_f32)
-            assert cpu.stride() == packed.stride() and torch.equal(cpu, packed.cpu()), what
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.uint8, torch.float64, torch.int32])

@@ -79,9 +79,9 @@ struct SfKGroupedPackConfig {
                    "}\n");
     }
 
-    // Dynamic shared memory: the scan scratch, the groups' row counts and two (num_groups + 1)-entry offset tables
+    // Dynamic shared memory: two scan scratch arrays, the groups' row counts and two (num_groups + 1)-entry offsets
     static int smem_bytes(int num_groups) {
-        return static_cast<int>(kNumThreads / 32 * sizeof(int64_t) + (3 * num_groups + 2) * sizeof(int));
+        return static_cast<int>(2 * kNumThreads / 32 * sizeof(int64_t) + (3 * num_groups + 2) * sizeof(int));
     }
 
     static std::vector<KernelSpec> enumerate(const ArchSpec&) {

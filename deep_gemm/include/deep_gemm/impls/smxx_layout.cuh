@@ -30,6 +30,7 @@
 //    input rows of its 4 consecutive columns (16-byte loads where aligned) and writes one 16-byte int4.
 
 #include "../common/types.cuh"
+#include "smxx_paged_mqa_logits_metadata.cuh"   // block_exclusive_scan_1sync
 
 namespace deep_gemm {
 
@@ -146,24 +147,6 @@ DG_DEVICE void smxx_sf_mn_major_impl(const void* __restrict__ in_ptr, const int6
     }
 }
 
-// Inclusive block-wide sum of one int64 per thread (all threads must call; `scratch` holds kNumThreads / 32 values)
-template <int kNumThreads>
-DG_DEVICE int64_t block_inclusive_sum(int64_t v, int64_t* scratch) {
-    const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
-    #pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-        const int64_t other = __shfl_up_sync(0xffffffffu, v, d);
-        if (lane >= d)
-            v += other;
-    }
-    if (lane == 31)
-        scratch[warp] = v;
-    __syncthreads();
-    for (int w = 0; w < warp; ++ w)
-        v += scratch[w];
-    return v;
-}
-
 // k_g of group g from the device layout (clamped to >= 0)
 template <bool kPsum>
 DG_DEVICE int k_grouped_group_k(const int* layout, const int g, const int k_alignment) {
@@ -181,12 +164,12 @@ DG_DEVICE void smxx_k_grouped_sf_pack_impl(const float* __restrict__ in, const i
                                            const int mn, const int aligned_mn, const int num_out_rows,
                                            const int* layout, const int num_groups, const int gran_k,
                                            const int k_alignment, const int rows_per_block) {
-    // Dynamic shared memory: the scan scratch, then num_rows_of[num_groups] (r_g), in_off[num_groups + 1] and
+    // Dynamic shared memory: two scan scratch arrays, then num_rows_of[num_groups] (r_g), in_off[num_groups + 1] and
     // out_off[num_groups + 1] (exclusive prefix sums, clamped to the tensors' row counts: rows past them are never
     // read / written)
+    constexpr int kNumWarps = kNumThreads / 32;
     extern __shared__ int64_t smem_k_grouped[];
-    int64_t* scratch = smem_k_grouped;
-    int* num_rows_of = reinterpret_cast<int*>(smem_k_grouped + kNumThreads / 32);
+    int* num_rows_of = reinterpret_cast<int*>(smem_k_grouped + 2 * kNumWarps);
     int* in_off = num_rows_of + num_groups;
     int* out_off = in_off + num_groups + 1;
     const int tid = static_cast<int>(threadIdx.x);
@@ -200,18 +183,17 @@ DG_DEVICE void smxx_k_grouped_sf_pack_impl(const float* __restrict__ in, const i
         num_rows_of[g] = r;
         rows += r, packed += (r + 3) / 4;
     }
-    const int64_t rows_end = block_inclusive_sum<kNumThreads>(rows, scratch);
-    __syncthreads();
-    const int64_t packed_end = block_inclusive_sum<kNumThreads>(packed, scratch);
-    int64_t row_acc = rows_end - rows, packed_acc = packed_end - packed;
+    int64_t rows_total, packed_total;
+    int64_t row_acc = block_exclusive_scan_1sync<kNumThreads>(rows, smem_k_grouped, rows_total);
+    int64_t packed_acc = block_exclusive_scan_1sync<kNumThreads>(packed, smem_k_grouped + kNumWarps, packed_total);
     for (int g = g_lo; g < g_hi; ++ g) {
         in_off[g] = static_cast<int>(min_of<int64_t>(row_acc, num_in_rows));
         out_off[g] = static_cast<int>(min_of<int64_t>(packed_acc, num_out_rows));
         row_acc += num_rows_of[g], packed_acc += (num_rows_of[g] + 3) / 4;
     }
-    if (tid == kNumThreads - 1) {
-        in_off[num_groups] = static_cast<int>(min_of<int64_t>(rows_end, num_in_rows));
-        out_off[num_groups] = static_cast<int>(min_of<int64_t>(packed_end, num_out_rows));
+    if (tid == 0) {
+        in_off[num_groups] = static_cast<int>(min_of<int64_t>(rows_total, num_in_rows));
+        out_off[num_groups] = static_cast<int>(min_of<int64_t>(packed_total, num_out_rows));
     }
     __syncthreads();
 
