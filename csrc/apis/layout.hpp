@@ -46,7 +46,8 @@ inline void sf_mn_major_layout(const std::string& fn, const torch::Tensor& sf, c
                       describe(sf));
         c.dtype(out, "out", sf.scalar_type());
     }
-    DG_CHECK(gran_mn >= 1, fn, ": the MN granularity must be >= 1; got ", gran_mn);
+    DG_CHECK(1 <= gran_mn and gran_mn < (int64_t{1} << 31), fn, ": the MN granularity must be in [1, 2^31); got ",
+             gran_mn);
     const int64_t mn = out.size(-2), in_k = sf.size(-1);
     c.size(sf, "sf", sf.dim() - 2, (mn + gran_mn - 1) / gran_mn, "ceil(MN / gran_mn)");
     c.size(out, "out", out.dim() - 1, pack ? (in_k + 3) / 4 : in_k, pack ? "ceil(K / 4)" : "K");
@@ -55,7 +56,9 @@ inline void sf_mn_major_layout(const std::string& fn, const torch::Tensor& sf, c
         DG_CHECK(sf.size(0) <= 65535, fn, ": at most 65535 groups; got ", describe(sf));
     }
     const int64_t per_store = 16 / out.element_size(), aligned_mn = (mn + per_store - 1) / per_store * per_store;
-    DG_CHECK(mn < (int64_t{1} << 30) and in_k < (int64_t{1} << 30), fn, ": `sf` is too large; got ", describe(sf));
+    // (the grid has one CTA row per 32 columns: at most 65535 of them)
+    DG_CHECK(mn < (int64_t{1} << 30) and in_k <= int64_t{65535} * SfMnMajorConfig::kMaxTileK, fn,
+             ": `sf` is too large; got ", describe(sf));
     if (mn > 0)
         check_mn_major_out(c, out, aligned_mn);
     c.cuda(sf, "sf");
@@ -98,7 +101,7 @@ inline void sf_k_grouped_pack(const std::string& fn, const torch::Tensor& sf, co
     DG_CHECK(gran_k >= 1 and k_alignment >= 1, fn, ": `gran_k` and `k_alignment` must be >= 1; got ", gran_k, " and ",
              k_alignment);
     const int64_t mn = out.size(1), aligned_mn = (mn + 3) / 4 * 4;
-    DG_CHECK(sf.size(0) < (int64_t{1} << 31) and out.size(0) * aligned_mn < (int64_t{1} << 40) and mn < (1 << 30),
+    DG_CHECK(sf.size(0) < (int64_t{1} << 31) and out.size(0) < (int64_t{1} << 31) and mn < (1 << 30),
              fn, ": `sf` is too large; got ", describe(sf));
     DG_CHECK(out.stride(0) == aligned_mn and out.stride(1) == 1, fn, ": `out` must have strides (", aligned_mn,
              ", 1); got ", std::vector<int64_t>(out.strides().begin(), out.strides().end()));
