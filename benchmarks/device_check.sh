@@ -1,30 +1,61 @@
 #!/usr/bin/env bash
-# Everything the lent GPU is needed for, in one call (its machine starts bare each time):
-#   build the extension → pre-compile the SM120-mode configs in parallel → GPU tests → benchmarks.
-# Logs go under $OUT (or ./device_out). Usage: bash benchmarks/device_check.sh [pytest -k expression] [bench args]
-# Optional: HC_TIMELINE=1 adds the hc kernel's per-CTA timeline (benchmarks/hc_timeline.cu), NCU=1 the paged kernel's
-# DRAM byte count.
+# Everything the GPU machine is needed for, in one call (its machine starts bare each time):
+#   build the extension -> pre-compile the SM120-mode configs in parallel -> GPU tests -> upstream's own test files
+#   -> benchmarks. Logs go under $OUT (or ./device_out); a summary line per stage is printed.
+#
+# Usage: bash benchmarks/device_check.sh [STAGES] [PYTEST_K] [BENCH_ARGS]
+#   STAGES: comma list of build,precompile,tests,upstream,bench (default: all); a stage's time limit comes from
+#   DG_CHECK_<STAGE>_S (seconds). Upstream's test files come from $DG_UPSTREAM_TESTS (the folder holding main/ and
+#   nv_dev/); copy them into an ignored folder of the checkout and point the variable at it (they are never committed).
+# Optional: HC_TIMELINE=1 adds the hc kernel's per-CTA timeline, NCU=1 the paged kernel's DRAM byte count.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
-export CC=/usr/bin/gcc CXX=/usr/bin/g++          # SM120.md §5: the other g++ there breaks the extension
+export CC=/usr/bin/gcc CXX=/usr/bin/g++          # docs/HARDWARE.md §5: the other g++ there breaks the extension
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export DG_JIT_CACHE_DIR="${DG_JIT_CACHE_DIR:-/tmp/dg_cache}" DG_SM120_MODE=1 PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-K="${1:-}"; BENCH="${2:-}"
+STAGES="${1:-build,precompile,tests,upstream,bench}"; K="${2:-}"; BENCH="${3:-}"
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+stage_time() { local v="DG_CHECK_${1^^}_S"; echo "${!v:-$2}"; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu,utilization.gpu --format=csv > "$OUT/gpu.txt" 2>&1
-t0=$(date +%s)
-python3 setup.py build_ext --inplace -j 16 > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
-t0=$(date +%s)
-python3 -m deep_gemm.jit --arch sm_90a --sm120-mode --jobs 16 > "$OUT/precompile.log" 2>&1
-tail -1 "$OUT/precompile.log"; echo "precompile: $(( $(date +%s) - t0 )) s"
-t0=$(date +%s)
-python3 -m pytest -m gpu -q -p no:cacheprovider ${K:+-k "$K"} -s 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "passed|failed|error|Error|\[host overhead\]|^FAILED" | tail -40
-echo "gpu tests: $(( $(date +%s) - t0 )) s"
-if [ "$BENCH" != "none" ]; then
+TARGET=$(python3 -c "import torch; m, n = torch.cuda.get_device_capability(); print(f'sm_{m}{n}' + ('a' if m >= 9 else ''))")
+
+if has build || [ -z "$(ls deep_gemm/_C*.so 2>/dev/null)" ]; then
     t0=$(date +%s)
-    python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
+    timeout "$(stage_time build 400)" python3 setup.py build_ext --inplace -j 16 > "$OUT/build.log" 2>&1 \
+        || { tail -50 "$OUT/build.log"; echo "build: FAILED"; exit 1; }
+    echo "build: $(( $(date +%s) - t0 )) s"
+fi
+if has precompile; then
+    t0=$(date +%s)
+    timeout "$(stage_time precompile 240)" python3 -m deep_gemm.jit --arch "$TARGET" --sm120-mode --jobs 16 \
+        > "$OUT/precompile.log" 2>&1
+    echo "precompile ($TARGET, SM120 mode): $(tail -1 "$OUT/precompile.log") [$(( $(date +%s) - t0 )) s]"
+    grep -E "problems|spill|stack" "$OUT/precompile.log" | grep -v " ok$" | grep -v "^family" | head -20
+fi
+if has tests; then
+    t0=$(date +%s)
+    timeout "$(stage_time tests 300)" python3 -m pytest -m gpu -q -p no:cacheprovider -x --maxfail=30 \
+        ${K:+-k "$K"} 2>&1 | tee "$OUT/gpu_tests.log" | grep -E "passed|failed|error|Error|^FAILED" | tail -40
+    echo "gpu tests: $(( $(date +%s) - t0 )) s"
+fi
+if has upstream; then
+    if [ -n "${DG_UPSTREAM_TESTS:-}" ] && [ -d "$DG_UPSTREAM_TESTS/main" ]; then
+        t0=$(date +%s)
+        mkdir -p /tmp/ul
+        timeout "$(stage_time upstream 300)" python3 benchmarks/upstream_suite.py "$DG_UPSTREAM_TESTS/main" \
+            --timeout "${DG_UPSTREAM_FN_S:-150}" --mqa-cases "${DG_MQA_NUM_CASES:-8}" --log-dir /tmp/ul \
+            ${DG_UPSTREAM_ONLY:+--only $DG_UPSTREAM_ONLY} 2>&1 | tail -40
+        cp /tmp/ul/*__all.log "$OUT/" 2>/dev/null
+        echo "upstream suite: $(( $(date +%s) - t0 )) s"
+    else
+        echo "upstream suite: skipped (DG_UPSTREAM_TESTS is not set to a folder holding main/)"
+    fi
+fi
+if has bench; then
+    t0=$(date +%s)
+    timeout "$(stage_time bench 300)" python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
     echo "bench: $(( $(date +%s) - t0 )) s"
 fi
 if [ "${HC_TIMELINE:-0}" = "1" ]; then

@@ -8,6 +8,7 @@
 #include "apis/gemm.hpp"
 #include "apis/hyperconnection.hpp"
 #include "apis/jit.hpp"
+#include "apis/layout.hpp"
 #include "apis/runtime.hpp"
 
 #ifndef TORCH_EXTENSION_NAME
@@ -24,4 +25,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     deep_gemm::attention::register_apis(m);
     deep_gemm::hyperconnection::register_apis(m);
     deep_gemm::gemm_api::register_apis(m);
+    deep_gemm::layout::register_apis(m);
 }

@@ -74,8 +74,7 @@ def _nvrtc_dirs():
 
 
 # The names each kernel family brings; the C++ extension provides them when it is loaded
-_RUNTIME_NAMES = ('set_num_sms', 'get_num_sms', 'set_tc_util', 'get_tc_util', 'set_pdl', 'get_pdl',
-                  'set_mk_alignment_for_contiguous_layout', 'get_mk_alignment_for_contiguous_layout')
+_RUNTIME_NAMES = ('set_num_sms', 'get_num_sms', 'set_tc_util', 'get_tc_util', 'set_pdl', 'get_pdl')
 _INDEXER_NAMES = ('fp8_fp4_mqa_logits', 'fp8_mqa_logits', 'get_paged_mqa_logits_metadata',
                   'fp8_fp4_paged_mqa_logits', 'fp8_paged_mqa_logits')
 _MHC_NAMES = ('tf32_hc_prenorm_gemm',)
@@ -101,19 +100,6 @@ else:
         globals()[_name] = _missing_extension(_name)
 
 
-def get_theoretical_mk_alignment_for_contiguous_layout():
-    """The M/K alignment grouped layouts need on this build (our kernels tile M by 128 at most)."""
-    return 128
-
-
-def get_m_alignment_for_contiguous_layout():
-    return get_mk_alignment_for_contiguous_layout()
-
-
-def get_k_alignment_for_contiguous_layout():
-    return get_mk_alignment_for_contiguous_layout()
-
-
 _ignore_compile_dims = False
 _block_size_multiple_of = 1
 
@@ -132,6 +118,7 @@ def set_block_size_multiple_of(new_value: int):
     _block_size_multiple_of = new_value
 
 
+from . import legacy  # noqa: E402,F401
 from . import mega  # noqa: E402
 from .mega import (SymmBuffer, get_symm_buffer_for_mega_moe, transform_weights_for_mega_moe,  # noqa: E402,F401
                    fp8_fp4_mega_moe, bf16_mega_moe)

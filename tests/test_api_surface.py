@@ -95,8 +95,9 @@ def test_alignment_knobs():
         assert deep_gemm.get_k_alignment_for_contiguous_layout() == 64
     finally:
         deep_gemm.set_mk_alignment_for_contiguous_layout(old)
-    with pytest.raises(ValueError, match='new_value.*power of two.*got 3'):
-        deep_gemm.set_mk_alignment_for_contiguous_layout(3)
+    for bad in (0, 4097):
+        with pytest.raises(ValueError, match=rf'new_value.*in \[1, 4096\].*got {bad}'):
+            deep_gemm.set_mk_alignment_for_contiguous_layout(bad)
     with pytest.raises(ValueError, match='set_tc_util.*got 101'):
         deep_gemm.set_tc_util(101)
     deep_gemm.set_pdl(True)

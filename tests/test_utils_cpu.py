@@ -186,58 +186,7 @@ def test_transpose_packed_fp4():
         dgu.transpose_packed_fp4(torch.zeros(3, 2, dtype=torch.int8))
 
 
-# ---------------------------------------------------------------- layouts
-def test_mn_major_tma_aligned_tensor():
-    x = torch.arange(5 * 3, dtype=torch.float32).view(5, 3)
-    y = dgu.get_mn_major_tma_aligned_tensor(x)
-    assert y.shape == (5, 3) and y.stride() == (1, 8) and torch.equal(y, x)
-    assert dgu.get_mn_major_tma_aligned_tensor(y) is y
-    xb = torch.randn(2, 6, 3)
-    yb = dgu.get_mn_major_tma_aligned_tensor(xb)
-    assert yb.stride() == (24, 1, 8) and torch.equal(yb, xb)
-    assert dgu.get_mn_major_tma_aligned_tensor(yb) is yb
-    assert dgu.get_mn_major_tma_aligned_tensor(x.t()).stride() == (1, 4)
-    with pytest.raises(ValueError, match='dims'):
-        dgu.get_mn_major_tma_aligned_tensor(torch.zeros(4))
-
-
-def test_packed_ue8m0_layouts():
-    sf = dgu.ceil_to_ue8m0(torch.rand(2, 5, 6) + 0.01)
-    out = dgu.get_mn_major_tma_aligned_packed_ue8m0_tensor(sf)
-    assert out.dtype == torch.int32 and out.shape == (2, 5, 2) and out.stride() == (16, 1, 8)
-    unpacked = dgu.unpack_ue8m0_from_int(out.contiguous())
-    assert torch.equal(unpacked[..., :6], sf) and unpacked[..., 6:].eq(1.0).all()
-    # k-grouped: groups of k = 256 and 640 -> 2 and 5 rows of scales
-    x = dgu.ceil_to_ue8m0(torch.rand(7, 3) + 0.01)
-    ks = [256, 640]
-    out = dgu.get_k_grouped_mn_major_tma_aligned_packed_ue8m0_tensor(x, torch.tensor(ks, dtype=torch.int32), ks)
-    assert out.shape == (3, 3) and out.stride() == (1, 4)
-    u = dgu.unpack_ue8m0_from_int(out.contiguous())  # [3, 12]
-    assert torch.equal(u[:, 0:2], x[0:2].t()) and u[:, 2:4].eq(1.0).all()
-    assert torch.equal(u[:, 4:9], x[2:7].t()) and u[:, 9:].eq(1.0).all()
-    with pytest.raises(ValueError, match='rows'):
-        dgu.get_k_grouped_mn_major_tma_aligned_packed_ue8m0_tensor(x[:6], torch.tensor(ks), ks)
-
-
-def test_transform_sf_into_required_layout():
-    sf = torch.randn(3, 2)  # mn = 300 with gran 128, k = 256
-    out = dgu.transform_sf_into_required_layout(sf, 300, 256, (128, 128))
-    assert torch.equal(out, sf) and out.stride() == (1, 4)
-    # B per-block with a 3-tuple recipe, is_sfa=False picks 128
-    assert torch.equal(dgu.transform_sf_into_required_layout(sf, 300, 256, (1, 128, 128)), sf)
-    # per-row requested, per-block given: rows broadcast from their block
-    rows = dgu.transform_sf_into_required_layout(sf, 300, 256, (1, 128), is_sfa=True)
-    assert rows.shape == (300, 2) and rows.stride() == (1, 300)
-    assert torch.equal(rows[127], sf[0]) and torch.equal(rows[128], sf[1]) and torch.equal(rows[299], sf[2])
-    sfa = torch.randn(4, 300, 2)
-    out = dgu.transform_sf_into_required_layout(sfa, 300, 256, (1, 128, 128), num_groups=4, is_sfa=True)
-    assert torch.equal(out, sfa) and out.stride() == (600, 1, 300)
-    with pytest.raises(ValueError, match=r'`sf`.*\(300, 2\).*\(300, 3\)'):
-        dgu.transform_sf_into_required_layout(torch.randn(300, 3), 300, 256, (1, 128))
-    with pytest.raises(ValueError, match=r'\(4, 3, 2\)'):
-        dgu.transform_sf_into_required_layout(sf, 300, 256, (128, 128), num_groups=4)
-    with pytest.raises(ValueError, match='recipe'):
-        dgu.transform_sf_into_required_layout(sf, 300, 256, (128,))
+# The layout functions are tested in test_layout_cpu.py / test_layout_gpu.py
 
 
 # ---------------------------------------------------------------- testing helpers

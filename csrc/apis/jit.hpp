@@ -13,6 +13,7 @@
 #include "../jit_kernels/impls/sm120_tf32_hc_prenorm_gemm.hpp"
 #include "../jit_kernels/impls/smxx_ceilings.hpp"
 #include "../jit_kernels/impls/sm120_gemm.hpp"
+#include "../jit_kernels/impls/smxx_layout.hpp"
 
 namespace deep_gemm::jit_api {
 
@@ -30,6 +31,7 @@ inline std::vector<KernelSpec> all_kernel_specs(const std::string& target, bool 
     add(HcPrenormGemmConfig::enumerate(arch));
     add(CeilingConfig::enumerate(arch));
     add(GemmConfig::enumerate(arch));
+    add(SfMnMajorConfig::enumerate(arch)), add(SfKGroupedPackConfig::enumerate(arch));
     return specs;
 }
 

@@ -17,6 +17,7 @@ enum KernelFamily : uint32_t {
     kFamilyRaggedLogits = 3,
     kFamilyCleanLogits = 4,
     kFamilyGemm = 5,
+    kFamilyLayout = 6,
 };
 
 struct KernelSpec {

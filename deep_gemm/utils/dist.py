@@ -3,7 +3,7 @@ import os
 
 import torch
 
-__all__ = ['init_dist', 'uneven_all_gather']
+__all__ = ['init_dist', 'uneven_all_gather', 'dist_print']
 
 
 def init_dist(local_rank: int, num_local_ranks: int):
@@ -50,3 +50,15 @@ def uneven_all_gather(tensor: torch.Tensor, dim: int = 0, group=None) -> torch.T
     gathered = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(gathered, padded, group=group)
     return torch.cat([g.narrow(dim, 0, s) for g, s in zip(gathered, sizes)], dim=dim)
+
+
+def dist_print(*args, once_in_node: bool = False, **kwargs):
+    """`print` from a distributed job: every rank, or with `once_in_node` only the first rank of each node (local rank
+    0, i.e. LOCAL_RANK or the rank modulo the GPUs per node). Flushes, so ranks' lines do not interleave mid-line."""
+    import torch.distributed as dist
+    if once_in_node and dist.is_available() and dist.is_initialized():
+        local = os.getenv('LOCAL_RANK')
+        per_node = max(torch.cuda.device_count(), 1)
+        if (int(local) if local is not None else dist.get_rank() % per_node) != 0:
+            return
+    print(*args, **kwargs, flush=True)
