@@ -56,6 +56,8 @@ class Work:
     stages_in_flight: float = 1.0   # stages a CTA keeps in flight
     fill_round_trips: float = 1.0   # dependent DRAM round trips before a CTA's first stage
     tail_round_trips: float = 0.0   # dependent L2 round trips after the main loops (split sums, atomics)
+    cta_fixed_bytes: list = None    # DRAM bytes each CTA moves outside its stages (e.g. a prologue's stores), at its
+                                    # SM's share of the DRAM bandwidth
     straight: bool = True           # add the straight-line code once per warp
     description: str = ''
     notes: list = field(default_factory=list)
@@ -346,12 +348,18 @@ def predict(work: Work, gpu) -> Prediction:
     fixed_issue = len(straight) * math.ceil(resident_eff * warps_per_cta / gpu.schedulers) / gpu.issue
     slots = gpu.sms * resident_eff
 
+    # Per-CTA bytes outside the stages (a prologue's stores) at the SM's share of DRAM bandwidth, in cycles
+    per_sm_bw = gpu.dram_bw * gpu.dram_efficiency / gpu.sms
+    extra = [b / per_sm_bw * gpu.clock for b in work.cta_fixed_bytes] if work.cta_fixed_bytes else \
+        [0.0] * len(work.cta_stages)
+
     def makespan(per, fixed):
-        return gpu.seconds(_schedule([fixed + st * per for st in work.cta_stages], slots))
+        return gpu.seconds(_schedule([fixed + x + st * per for st, x in zip(work.cta_stages, extra)], slots))
 
     terms = {
         'dram': (work.bytes_read + work.bytes_written) / (gpu.dram_bw * gpu.dram_efficiency),
-        'tensor': makespan(tensor, 0.0),
+        'tensor': makespan(tensor, 0.0) if not work.cta_fixed_bytes else
+        gpu.seconds(_schedule([st * tensor for st in work.cta_stages], slots)),
         'issue': makespan(issue, fixed_issue),
         'latency': makespan(latency, fixed_latency),
     }

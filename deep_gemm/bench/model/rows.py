@@ -133,6 +133,8 @@ class Target:
     def spec(self, family: str, description: str):
         rx = re.compile(description)
         found = [c for c in self.configs() if c['family'] == family and rx.search(c['description'])]
+        if len({c['description'] for c in found}) == 1:
+            found = found[:1]        # the enumeration may list one config twice (e.g. per next_n under an env override)
         if len(found) != 1:
             raise LookupError(f'model: {len(found)} configurations of family {family!r} for {self.target} '
                               f'(sm120_mode={self.sm120_mode}, env={self.env}) match {description!r}; expected 1. '
@@ -260,20 +262,23 @@ def _ragged_splits(num_sms, num_q, num_k, block_q, block_k):
 
 def _ragged_cta_stages(num_sms, num_q, num_k, block_q, block_k, ranges):
     """Key tiles of each CTA in blockIdx order (sm120_fp8_mqa_logits.cuh: split = b % S, q tile = last - b / S,
-    tiles split, split + S, ...). `ranges(q) -> (lo, hi)`."""
+    tiles split, split + S, ...), and the masked columns of its rows it cleans (1/S of its tile's).
+    `ranges(q) -> (lo, hi)`."""
     splits = _ragged_splits(num_sms, num_q, num_k, block_q, block_k)
     num_tiles = math.ceil(num_q / block_q)
-    out = []
+    out, masked = [], []
     for b in range(num_tiles * splits):
         split, tile = b % splits, num_tiles - 1 - b // splits
-        lo, hi = num_k, 0
+        lo, hi, m = num_k, 0, 0
         for q in range(tile * block_q, min(num_q, (tile + 1) * block_q)):
             a, z = ranges(q)
+            m += num_k - max(0, z - a)
             if a < z:
                 lo, hi = min(lo, a), max(hi, z)
         tiles = math.ceil((hi - lo) / block_k) if lo < hi else 0
         out.append(math.ceil((tiles - split) / splits) if split < tiles else 0)
-    return out, splits
+        masked.append(m / splits)
+    return out, splits, masked
 
 
 def _ragged_work(t: Target, n, window, fp4, clean, row):
@@ -291,7 +296,7 @@ def _ragged_work(t: Target, n, window, fp4, clean, row):
         hi = n - S_RAGGED + q + 1
         return (max(0, hi - window) if window else 0), hi
 
-    cta, splits = _ragged_cta_stages(t.gpu.sms, S_RAGGED, n, block_q, block_k, ranges)
+    cta, splits, masked = _ragged_cta_stages(t.gpu.sms, S_RAGGED, n, block_q, block_k, ranges)
     pairs = sum(ranges(q)[1] - ranges(q)[0] for q in range(S_RAGGED))
     row_bytes = D // 2 if fp4 else D
     rd = row.bytes_read if row else S_RAGGED * H * row_bytes + n * row_bytes + n * 4 + S_RAGGED * H * 4 + \
@@ -301,7 +306,9 @@ def _ragged_work(t: Target, n, window, fp4, clean, row):
                 groups=[WarpGroup(warps, ('mma', 'copy'), 'all')], flops_per_stage=2.0 * H * D * block_k * block_q,
                 bytes_read=rd, bytes_written=wr, stage_dram_bytes=block_k * (row_bytes + 4),
                 stages_in_flight=stages - 1, description=d + f' splits={splits}',
-                notes=['the fused clean\'s -inf stores are counted as DRAM bytes only'] if clean else [])
+                cta_fixed_bytes=[4 * x for x in masked] if clean else None,
+                notes=['the fused clean: each CTA stores its -inf columns before its main loop, at its SM\'s '
+                       'share of DRAM bandwidth'] if clean else [])
 
 
 # ' clean' suffix: the bench's '  same, clean_logits=True (fused, 1 kernel)' row under its parent (see `resolve`)

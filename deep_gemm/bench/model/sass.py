@@ -209,7 +209,11 @@ class Instr:
 
     @property
     def conditional(self) -> bool:
-        return self.pred != '' and self.pred not in ('@PT', '@UPT')
+        if self.pred != '' and self.pred not in ('@PT', '@UPT'):
+            return True
+        # A branch may take its (uniform) predicate as an operand: `BRA.U !UP0, 0x160`
+        m = _PRED_OPERAND.match(self.operands)
+        return self.is_branch and m is not None and m.group(1) not in ('PT', 'UPT')
 
     @property
     def is_branch(self) -> bool:
@@ -225,6 +229,7 @@ class Instr:
         return f'/*{self.addr:04x}*/ {self.pred + " " if self.pred else ""}{self.opcode} {self.operands}'
 
 
+_PRED_OPERAND = re.compile(r'^(!?U?P(?:\d|T))\s*,')
 _LINE = re.compile(r'^\s*/\*([0-9a-f]{4,})\*/\s+(.*?);\s*/\*\s*(0x[0-9a-f]{16})\s*\*/\s*$')
 _HIGH = re.compile(r'^\s*/\*\s*(0x[0-9a-f]{16})\s*\*/\s*$')
 _FUNC = re.compile(r'^\s*Function\s*:\s*(\S+)')
