@@ -171,11 +171,12 @@ def _warp_demand(gpu, loops):
 
 
 def latency_table(gpu) -> dict:
-    """sass.LATENCY with this GPU's memory round trips (in its cycles)."""
+    """sass.LATENCY with this GPU's L2 round trip (in its cycles) for LDG / atomics / local memory: the operands our
+    kernels stream go through cp.async (their DRAM latency is the Little's-law and fill terms), so an LDG in a hot
+    loop reads small re-read data (weights, block table entries, schedule) that hits in L2."""
     t = dict(sass_mod.LATENCY)
-    t['global_load'] = gpu.dram_latency * gpu.clock
-    t['atomic'] = gpu.l2_latency * gpu.clock
-    t['local'] = gpu.l2_latency * gpu.clock
+    for k in ('global_load', 'atomic', 'local'):
+        t[k] = gpu.l2_latency * gpu.clock
     return t
 
 
@@ -259,7 +260,7 @@ def simulate_scheduler(programs, issue_rate=1.0):
                 break
             soonest = min(soonest, ready)
         t = t + step if issued else max(t + step, soonest)
-    end = max([t] + nxt)
+    end = max([t] + nxt + list(free.values()))     # the last instructions' pipes drain too
     return end, busy
 
 

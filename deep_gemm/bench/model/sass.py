@@ -154,12 +154,12 @@ def bytes_moved(opcode: str) -> int:
 # ---------------------------------------------------------------------------------------------- latencies
 # Cycles from issue until a dependent instruction can use the result, for the variable-latency producers (the
 # ones that set a scoreboard; fixed-latency ones are covered by the stall counts ptxas encodes). Keyed by class or
-# opcode prefix; the per-GPU table can override them (gpus.py `latency`). Sources: Luo et al., "Benchmarking and
-# Dissecting the Nvidia Hopper GPU Architecture", arXiv:2402.13499 (shared memory ~30 cycles, L2 ~260, DRAM
-# ~480-560 cycles under no load on H800); Jia et al. (Volta/Turing, the same orders). Values are GUESSES for a loaded
-# SM where the paper gives unloaded numbers.
+# opcode prefix; predict.latency_table replaces the global ones with the GPU's L2 round trip. Sources: Luo et al.,
+# "Benchmarking and Dissecting the Nvidia Hopper GPU Architecture", arXiv:2402.13499 (shared memory ~30 cycles, L2
+# ~260, DRAM ~480-560 cycles under no load on H800); Jia et al. (Volta/Turing, the same orders). Values are GUESSES
+# for a loaded SM where the paper gives unloaded numbers; 'global_load' is an L2 hit (see predict.latency_table).
 LATENCY = {
-    'smem_load': 30, 'LDSM': 33, 'global_load': 500, 'const_load': 20, 'local': 300, 'move': 20, 'S2R': 25,
+    'smem_load': 30, 'LDSM': 33, 'global_load': 300, 'const_load': 20, 'local': 300, 'move': 20, 'S2R': 25,
     'SHFL': 25, 'mufu': 20, 'conversion': 18, 'atomic': 500, 'barrier': 20, 'wait': 0, 'tensor': 30,
     'fp16': 6, 'fp32': 6, 'int': 6, 'uniform': 6, 'control': 6, 'smem_store': 20, 'global_store': 20,
     'async_copy': 20, 'unclassified': 10,
@@ -184,6 +184,12 @@ class Control:
     read_sb: int = 7       # 7 = none
     wait_mask: int = 0     # bit i: wait for scoreboard i
     reuse: int = 0
+
+    def encode(self) -> int:
+        """The high 64-bit word with these control bits (and no other bits set): decode's inverse."""
+        c = (self.stall | self.yield_ << 4 | self.write_sb << 5 | self.read_sb << 8 | self.wait_mask << 11 |
+             self.reuse << 17)
+        return c << 41
 
     @staticmethod
     def decode(high: int) -> 'Control':
