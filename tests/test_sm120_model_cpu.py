@@ -538,3 +538,72 @@ def test_bench_without_gpu_honours_only(capsys):
     assert rc == 0 and 'No GPU to benchmark on' in printed, printed
     assert 'hc_prenorm_gemm M=1 N=24' in printed and 'paged_mqa_logits' not in printed and 'mqa_logits' not in \
         printed, printed
+
+
+def test_markdown_tables():
+    from deep_gemm.bench.model import markdown
+    pred = lambda s, b: dict(seconds=s, binding=b, terms={}, warps_per_scheduler=2.0,      # noqa: E731
+                             detail=dict(per_stage_cycles=dict(simulated=5000, tensor=4000, issue=1000),
+                                         loops={'all': [('loop 0x10-0x20 depth 0 role mma: 300 instructions/'
+                                                         'iteration (fp32 136)', 2.0)]}))
+    data = dict(model_only=False, device='NVIDIA H100 80GB HBM3 (132 SMs)', cards=['this GPU (H100, sm_90a)',
+                'RTX 5090', 'RTX PRO 6000', 'GB10'],
+                rows=[dict(name='mqa_logits S=4096 N=16K H=64 D=128 causal', measured_s=3290e-6,
+                           predictions={'this GPU (H100, sm_90a)': pred(3182e-6, 'latency(warp)'),
+                                        'RTX 5090': pred(1880e-6, 'latency(warp)'), 'RTX PRO 6000': pred(1e-3, 'tensor'),
+                                        'GB10': pred(5e-3, 'DRAM')}),
+                      dict(name='host overhead (tiny inputs)', measured_s=7e-6, predictions={})])
+    md = markdown.render(data)
+    assert '| mqa_logits S=4096 N=16K H=64 D=128 causal | 3290.0 µs | 3182.0 µs | -3% | latency(warp) |' in md, md
+    assert '| mqa_logits S=4096 N=16K H=64 D=128 causal | 1880.0 µs (latency(warp)) | 1000.0 µs (tensor) | ' \
+           '5000.0 µs (DRAM) |' in md, md
+    assert 'host overhead' not in md
+    # One line on what limits the only SM120 projection bound by neither DRAM nor the tensor pipe
+    limits = [line for line in md.splitlines() if line.startswith('- ')]
+    assert len(limits) == 1 and 'RTX 5090' in limits[0] and '2.00 warps per scheduler' in limits[0], limits
+
+
+@needs_tools
+@pytest.mark.skipif(not _ext_built(), reason='deep_gemm._C is not built')
+def test_bench_gpu_path_with_a_fake_gpu(tmp_path, capsys, monkeypatch):
+    # The measuring path of `python -m deep_gemm.bench` with the GPU parts replaced: a fake H100, fake ceilings and
+    # fake measured rows (one the model covers, one variant it cannot apply, one it does not cover)
+    import sys
+    import torch
+    import deep_gemm.bench.__main__ as bench_main
+    from deep_gemm.bench import ceilings, common
+    from deep_gemm.bench.model import run
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda *a: 'NVIDIA H100 80GB HBM3', raising=False)
+    monkeypatch.setattr(ceilings, 'measure', lambda: common.Ceilings('NVIDIA H100 80GB HBM3 (132 SMs)', 2.85e12,
+                                                                      3.1e12, 270e12, 273e12, 549e12))
+    h100 = run.calibration_card('H100')
+    h100.label = 'this GPU (H100, sm_90a)'
+    monkeypatch.setattr(run, 'this_gpu_card', lambda: h100)
+    fake = type(sys)('deep_gemm.bench.hc')
+    m, k = 4096, 16384
+    fake.run = lambda c: [common.Row(name=f'hc_prenorm_gemm M={m} N=24 K={k}', seconds=53.6e-6,
+                                     bytes_read=m * k * 2 + 24 * k * 4, bytes_written=(m * 24 + m) * 4,
+                                     flops=2.0 * m * 24 * k, mma='tf32_mma', check='ok'),
+                          common.Row(name='  same, DG_SM90_F16_Q=warp', seconds=60e-6),
+                          common.Row(name='host overhead (tiny inputs)', seconds=7e-6)]
+    monkeypatch.setitem(sys.modules, 'deep_gemm.bench.hc', fake)
+    out = tmp_path / 'rows.json'
+    rc = bench_main.main(['--only', 'hc', '--cards', 'RTX PRO 6000', '--json', str(out), '--jobs', '2'])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    data = json.loads(out.read_text())
+    assert not data['model_only'] and data['cards'] == ['this GPU (H100, sm_90a)', 'RTX PRO 6000'], data['cards']
+    first, variant, host = data['rows']
+    assert first['family'] == 'hc' and first['measured_s'] == 53.6e-6 and first['floor_s'] > 0
+    p = first['predictions']['this GPU (H100, sm_90a)']
+    assert 'error' not in p and p['binding'] == 'DRAM', p
+    # The row's own bytes drive the DRAM term: 136 MB at 0.85 x 3.35 TB/s
+    assert p['terms']['dram'] == pytest.approx((first['bytes_read'] + first['bytes_written']) / (3.35e12 * 0.85))
+    assert first['predictions']['RTX PRO 6000']['seconds'] > p['seconds']
+    # A DG_SM90_* variant of an hc row: the hc config choice ignores it, predicted like its parent on sm_90a, not
+    # applicable to the SM120 card; the host-overhead row has no prediction
+    assert variant['predictions']['RTX PRO 6000'] is None and 'error' not in variant['predictions'][
+        'this GPU (H100, sm_90a)']
+    assert all(v is None for v in host['predictions'].values())
+    assert 'measured' in printed and '%' in printed and 'hc_prenorm_gemm M=4096 N=24 K=16384' in printed

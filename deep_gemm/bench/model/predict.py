@@ -8,8 +8,8 @@
   with the resident CTAs' warps spread over the 4 schedulers (warp slot i on scheduler i % 4):
     tensor   max over schedulers of the tensor unit's busy cycles (instructions x FLOPs / that kind's rate)
     issue    max over schedulers of issue slots (one warp instruction per clock) and of each pipe's cycles
-             (fma / imad / alu / fp16 / xu / mio / lsu, gpus.py `pipes`), and the SM's shared-memory and L1 bytes
-             over their bytes per clock: the largest names the sub-term, e.g. 'issue(alu)'
+             (fma / imad / alu / fp16 / xu / unpack / mio / lsu, gpus.py `pipes`), and the SM's shared-memory and
+             L1 bytes over their bytes per clock: the largest names the sub-term, e.g. 'issue(slots)', 'issue(alu)'
     latency  the slowest warp's own dependent chain (single-warp cycles per iteration from the control bits,
              sass.warp_cycles) and Little's law for the CTA's copy pipeline (a stage's DRAM bytes cannot arrive
              faster than `stages_in_flight` per DRAM round trip); `fixed` adds the straight-line code's single-warp
@@ -328,7 +328,7 @@ def predict(work: Work, gpu) -> Prediction:
 
     # Throughput per stage: tensor, and issue with its pipes and the SM's shared-memory / L1 bytes
     tensor = max(s['tensor'] for s in sched)
-    issue_parts = {'issue': max(s['issue'] / gpu.issue for s in sched),
+    issue_parts = {'slots': max(s['issue'] / gpu.issue for s in sched),
                    'smem': smem_bytes / gpu.smem_bytes_per_clk, 'l1': l1_bytes / gpu.l1_bytes_per_clk}
     for s in sched:
         for p, c in s['pipes'].items():
