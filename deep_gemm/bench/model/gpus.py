@@ -47,6 +47,32 @@ _FP4_SF = 'OMMA.SF.16864.F32.E2M1'
 _BF16, _F16, _F16_F16, _TF32 = 'HMMA.16816.F32.BF16', 'HMMA.16816.F32', 'HMMA.16816.F16', 'HMMA.1688.F32.TF32'
 
 
+def _every_sm():
+    """What the GH100 and GB202/GB10 SMs share."""
+    return dict(
+        smem_bytes_per_clk=P(128, 'CUDA-PG: 32 banks x 4 bytes per clock per SM (every cc >= 5.0)'),
+        l1_bytes_per_clk=P(128, 'GUESS: L1 / LSU data path of 128 B per clock per SM (as shared memory)'),
+        schedulers=P(4, 'H100 / BW-RTX whitepapers: 4 SM sub-partitions (one warp scheduler each) per SM'),
+        issue=P(1.0, 'H100 / BW-RTX whitepapers: each scheduler dispatches one warp instruction per clock'),
+        regs_per_sm=P(65536, 'CUDA-PG: 64K 32-bit registers per SM (cc 9.0 and 12.x)'),
+        max_regs_per_thread=P(255, 'CUDA-PG: 255 registers per thread'),
+        smem_reserved_per_block=P(1024, 'CUDA-PG: 1 KB of shared memory reserved per block (cc >= 8.0)'),
+        launch_overhead=P(1.5e-6, 'GUESS: kernel duration floor as the profiler sees it (start, first CTA, drain); '
+                                  'PERF bounds it: the one-CTA metadata kernel takes 2.6 us in all on the H100'),
+    )
+
+
+def _every_sm_pipes():
+    """Pipe rates (warp instructions per clock per scheduler) the GH100 and GB202/GB10 SMs share."""
+    return {
+        'fma': P(1.0, 'CUDA-PG: 128 FP32 FMA per clock per SM (cc 9.0 and 12.x) = 1 warp instruction/clk/scheduler'),
+        'xu': P(0.125, 'CUDA-PG: 16 type conversions / MUFU per clock per SM (cc 8.6 to 12.x)'),
+        'mio': P(0.25, 'CUDA-PG: 32 shuffle results per clock per SM = 1 warp instruction/clk/SM; S2R / barriers '
+                       'through the same queue (NCU); GUESS that they share the rate'),
+        'lsu': P(0.25, 'GUESS: one LSU warp instruction per clock per SM (LDG/STG/LDGSTS issue; NCU lsu pipe)'),
+    }
+
+
 def _sm120_common(geforce: bool, source_tensor: str):
     """The GB202/GB10 SM (sm_120 / sm_121): what the RTX parts share. `geforce`: FP8/FP16 with FP32 accumulate at
     half rate (the plain forms); the block-scaled FP8 form runs at the full rate (SM120.md §1)."""
@@ -65,35 +91,23 @@ def _sm120_common(geforce: bool, source_tensor: str):
             _TF32: P(256 if geforce else 512, (half if geforce else full) + '; TF32 = BF16 / 2'),
         },
         pipes={
-            'fma': P(1.0, 'CUDA-PG: 128 FP32 FMA per clock per SM (cc 12.x as 8.6-9.0) = 1 warp instruction/clk/scheduler'),
+            **_every_sm_pipes(),
             'imad': P(0.5, 'GUESS: 64 IMAD per clock per SM as cc 8.6-9.0 (CUDA-PG); cc 12.0 column not checked'),
             'alu': P(0.5, 'GUESS: 64 INT32 add/logic/compare per clock per SM as cc 8.6-9.0 (CUDA-PG); the RTX '
                           'Blackwell whitepaper calls the FP32/INT32 cores unified, which would make this 1.0'),
             'fp16': P(1.0, 'GUESS: 256 half-precision results per clock per SM (HFMA2) as cc 8.6-9.0 (CUDA-PG)'),
-            'xu': P(0.125, 'CUDA-PG: 16 conversions / MUFU per clock per SM (cc 8.6-12.x)'),
             'unpack': P(0.25, 'GUESS: as sm_90 (derived there from PERF\'s FP8 ceiling loop); our sm_120a kernels '
                               'use native FP8/FP4 MMAs and no unpacks in their loops'),
-            'mio': P(0.25, 'CUDA-PG: 32 shuffle results per clock per SM = 1 warp instruction/clk/SM; S2R / barriers '
-                           'through the same queue (NCU); GUESS that they share the rate'),
-            'lsu': P(0.25, 'GUESS: one LSU warp instruction per clock per SM (LDG/STG/LDGSTS issue; NCU lsu pipe)'),
         },
-        smem_bytes_per_clk=P(128, 'CUDA-PG: 32 banks x 4 bytes per clock per SM (all cc >= 5.0)'),
-        l1_bytes_per_clk=P(128, 'GUESS: L1 / LSU data path of 128 B per clock per SM (as shared memory)'),
-        schedulers=P(4, 'BW-RTX: 4 SM sub-partitions (one warp scheduler each) per SM'),
-        issue=P(1.0, 'BW-RTX: each scheduler dispatches one warp instruction per clock'),
-        regs_per_sm=P(65536, 'CUDA-PG: 64K 32-bit registers per SM (cc 12.x)'),
-        max_regs_per_thread=P(255, 'CUDA-PG: 255 registers per thread'),
         max_threads_per_sm=P(1536, 'CUDA-PG: 1536 threads (48 warps) per SM on cc 12.x; SM120.md §1'),
         max_ctas_per_sm=P(32, 'CUDA-PG: 32 resident blocks per SM (cc 12.x)'),
         smem_per_sm=P(102400, 'CUDA-PG: 100 KB shared memory per SM on cc 12.x'),
         smem_per_block=P(101376, 'CUDA-PG: 99 KB opt-in per block; SM120.md §1 (101376 B)'),
-        smem_reserved_per_block=P(1024, 'CUDA-PG: 1 KB of shared memory reserved per block (cc >= 8.0)'),
         dram_efficiency=P(0.88, 'GUESS: sustained streaming read / spec bandwidth for GDDR7 (the H100 reaches '
                                 '0.85 of HBM3 spec in PERF); to be replaced by a measured ceiling'),
         dram_latency=P(700e-9, 'GUESS: loaded DRAM round trip on GDDR7 (LUO24 gives ~480 cycles unloaded on HBM)'),
         l2_latency=P(200e-9, 'GUESS: L2 hit round trip (LUO24 order of magnitude)'),
-        launch_overhead=P(1.5e-6, 'GUESS: kernel duration floor as the profiler sees it (start, first CTA, drain); '
-                                  'PERF bounds it: the one-CTA metadata kernel takes 2.6 us in all on the H100'),
+        **_every_sm(),
     )
 
 
@@ -106,37 +120,25 @@ def _sm90_common():
             _TF32: P(1024, 'PERF: TF32 mma.sync m16n8k8 loop 273 TFLOP/s = 1044 per clock per SM'),
         },
         pipes={
-            'fma': P(1.0, 'CUDA-PG: 128 FP32 FMA per clock per SM (cc 9.0)'),
+            **_every_sm_pipes(),
             'imad': P(0.5, 'CUDA-PG: 64 32-bit integer multiply-add per clock per SM (cc 9.0)'),
             'alu': P(0.5, 'CUDA-PG: 64 INT32 add / logic / compare / min-max per clock per SM (cc 9.0); NCU: FP32 '
                           'compare/min-max and fast F2FP conversions issue to alu'),
             'fp16': P(1.0, 'CUDA-PG: 256 half-precision results per clock per SM (cc 9.0)'),
-            'xu': P(0.125, 'CUDA-PG: 16 type conversions / MUFU per clock per SM (cc 9.0)'),
             'unpack': P(0.25, 'PERF: the FP8 mma.sync ceiling loop (ptxas emulation: 132 F2FP.F16.E4M3.UNPACK_B, '
                               '32 HMMA, 64 FADD per iteration) runs at 270 TFLOP/s, i.e. 4060 cycles per iteration '
                               'of 8 warps per scheduler; HMMA (2048), issue (2136) and alu at 0.5 (2640) cannot '
                               'explain it, unpacks at 32 per clock per SM (0.25) do (derived: the model\'s '
                               'scheduler simulation of that loop gives 4342 cycles with 0.25)'),
-            'mio': P(0.25, 'CUDA-PG: 32 shuffle results per clock per SM (cc 9.0); S2R / barriers through the same '
-                           'queue (NCU); GUESS that they share the rate'),
-            'lsu': P(0.25, 'GUESS: one LSU warp instruction per clock per SM'),
         },
-        smem_bytes_per_clk=P(128, 'CUDA-PG: 32 banks x 4 bytes per clock per SM'),
-        l1_bytes_per_clk=P(128, 'GUESS: L1 / LSU data path of 128 B per clock per SM'),
-        schedulers=P(4, 'H100: 4 SM sub-partitions per SM (Hopper whitepaper)'),
-        issue=P(1.0, 'H100: one warp instruction per clock per scheduler (Hopper whitepaper)'),
-        regs_per_sm=P(65536, 'H100 / CUDA-PG'),
-        max_regs_per_thread=P(255, 'CUDA-PG: 255 registers per thread'),
         max_threads_per_sm=P(2048, 'H100 / CUDA-PG'),
         max_ctas_per_sm=P(32, 'CUDA-PG (cc 9.0)'),
         smem_per_sm=P(233472, 'H100: 228 KB per SM'),
         smem_per_block=P(232448, 'H100: 227 KB opt-in per block'),
-        smem_reserved_per_block=P(1024, 'CUDA-PG: 1 KB reserved per block'),
         dram_latency=P(600e-9, 'GUESS: loaded HBM round trip (LUO24: ~480 cycles unloaded at 1.98 GHz = 250 ns; '
                                'PERF / the hc plan fit ~3 us per round trip under full load, NOT used here)'),
         l2_latency=P(150e-9, 'LUO24: L2 hit ~260 cycles at 1.98 GHz = 130 ns (rounded up for load)'),
-        launch_overhead=P(1.5e-6, 'GUESS: kernel duration floor as the profiler sees it (start, first CTA, drain); '
-                                  'PERF bounds it: the one-CTA metadata kernel takes 2.6 us in all on the H100'),
+        **_every_sm(),
     )
 
 
