@@ -12,6 +12,8 @@ A family registers a builder for the names of its bench rows:
                             flops_per_stage=2 * 128 * 128 * 128, bytes_read=..., bytes_written=...,
                             stage_dram_bytes=..., stages_in_flight=num_stages - 1)
 
+A new family puts its builders in a module of this package and imports it at the end of this file (registration
+happens at import); a builder may return None where a row has no prediction on that target.
 `t.kernel(family, description_regex)` picks the one configuration of `_C.list_kernel_configs(t.target, t.sm120_mode)`
 (under `t.env`) whose family and description match, compiles it (`_C.compile_kernel_config`, no GPU) and returns
 its SASS analysis and spec. Row names must equal the bench's (`Row.name`); `row` is the measured Row when there is

@@ -61,6 +61,8 @@ def predict_row(name, card: Card, parent=None, row=None):
         if any(k.startswith('DG_SM90_') for k in env) and not card.target.sm90:
             return None
         work = _build(canonical, card.target, env, row if canonical == name else None)
+        if work is None:            # the family has no prediction for this row on this card
+            return None
         p = predict(work, card.target.gpu)
         d = p.as_dict()
         d.update(description=work.description, kernel=work.kernel.name, registers=work.kernel.registers,
