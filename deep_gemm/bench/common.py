@@ -19,11 +19,22 @@ class Ceilings:
         return self.bf16_mma or self.fp8_mma
 
 
-# The SM120 cards we project onto (SM120.md §1): DRAM bandwidth, FP8 and TF32 dense peaks (FP32 accumulate)
-SM120_CARDS = {
-    'RTX PRO 6000': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=1000e12, fp4_mma=2000e12, tf32_mma=125e12),
-    'RTX 5090': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=990e12, fp4_mma=1670e12, tf32_mma=105e12),
-}
+def _sm120_roofline_cards():
+    """The SM120 cards' roofline ceilings (DRAM spec bandwidth, dense MMA peaks with FP32 accumulate in the forms
+    our kernels use: block-scaled FP8, native FP4, TF32), from the model's parameter table (model/gpus.py, every
+    number sourced there)."""
+    from .model import gpus
+    cards = {}
+    for name in gpus.SM120_CARDS:
+        g = gpus.gpu(name)
+        peak = lambda kind: g.tensor[kind] * g.sms * g.clock     # noqa: E731
+        cards[name] = dict(read_bw=g.dram_bw, write_bw=g.dram_bw, fp8_mma=peak('QMMA.SF.16832.F32.E4M3'),
+                           fp4_mma=peak('OMMA.SF.16864.F32.E2M1'), tf32_mma=peak('HMMA.1688.F32.TF32'))
+    return cards
+
+
+# The SM120 cards we project onto with the roofline (SM120.md §1): DRAM bandwidth, FP8 / FP4 / TF32 dense peaks
+SM120_CARDS = _sm120_roofline_cards()
 
 
 @dataclass
@@ -37,6 +48,15 @@ class Row:
     mma: str = 'fp8_mma'            # which compute ceiling the flops run against: 'fp8_mma', 'fp4_mma' or 'tf32_mma'
     check: str = ''                 # the correctness check's outcome, e.g. 'diff 3e-9'
     notes: list = field(default_factory=list)
+    family: str = ''                # the bench family that measured it ('paged', 'ragged', 'hc')
+    model: dict = field(default_factory=dict)   # card label -> the time model's prediction (model/run.py)
+
+    def as_json(self, ceilings=None) -> dict:
+        """The row for `--json`: measurement, bytes / FLOPs, this GPU's roofline floor and the model's predictions."""
+        return dict(name=self.name, family=self.family, measured_s=self.seconds, bytes_read=self.bytes_read,
+                    bytes_written=self.bytes_written, flops=self.flops, mma=self.mma, check=self.check,
+                    notes=list(self.notes), floor_s=self.floor(ceilings) if ceilings is not None else None,
+                    predictions=self.model)
 
     def floor(self, c) -> float:
         """max(bytes / bandwidth, flops / mma peak) for a ceilings object or dict."""

@@ -1,0 +1,1 @@
+"""A time model of our kernels from their SASS (see predict.py)."""
