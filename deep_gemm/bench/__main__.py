@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-FAMILIES = ('paged', 'ragged', 'hc')
+FAMILIES = ('paged', 'ragged', 'hc', 'gemm')
 
 
 def _fmt_us(s):

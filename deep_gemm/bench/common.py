@@ -29,7 +29,8 @@ def _sm120_roofline_cards():
         g = gpus.gpu(name)
         peak = lambda kind: g.tensor[kind] * g.sms * g.clock     # noqa: E731
         cards[name] = dict(read_bw=g.dram_bw, write_bw=g.dram_bw, fp8_mma=peak('QMMA.SF.16832.F32.E4M3'),
-                           fp4_mma=peak('OMMA.SF.16864.F32.E2M1'), tf32_mma=peak('HMMA.1688.F32.TF32'))
+                           fp4_mma=peak('OMMA.SF.16864.F32.E2M1'), tf32_mma=peak('HMMA.1688.F32.TF32'),
+                           bf16_mma=peak('HMMA.16816.F32.BF16'))
     return cards
 
 
@@ -45,7 +46,7 @@ class Row:
     bytes_read: float = 0.0
     bytes_written: float = 0.0
     flops: float = 0.0
-    mma: str = 'fp8_mma'            # which compute ceiling the flops run against: 'fp8_mma', 'fp4_mma' or 'tf32_mma'
+    mma: str = 'fp8_mma'            # the compute ceiling the flops run against: 'fp8_mma', 'fp4_mma', 'tf32_mma', 'bf16_mma'
     check: str = ''                 # the correctness check's outcome, e.g. 'diff 3e-9'
     notes: list = field(default_factory=list)
     family: str = ''                # the bench family that measured it ('paged', 'ragged', 'hc')
