@@ -1017,7 +1017,37 @@ inline MmaCheckResult cross_check_gemm(const GemmConfig& candidate, int device, 
     return compare_mma_outputs(outs[0], outs[1], inject_fault, 1e-5);
 }
 
+// Internal: the plan of a GEMM shape on a compile target (no GPU needed), for CPU tests of the heuristics
+inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_t n, int64_t k, int64_t num_groups,
+                          int type_a, int type_b, int gran_k_a, int gran_k_b, int max_block_m, bool sm120_mode) {
+    constexpr const char* fn = "_gemm_plan";
+    DG_CHECK(kind >= kGemmKindNormal and kind <= kGemmKindKGrouped, fn, ": `kind` must be in [0, 4]; got ", kind);
+    DG_CHECK(m >= 1 and n >= 1 and k >= 0 and num_groups >= 1, fn, ": shape must be positive; got m=", m, " n=", n,
+             " k=", k, " groups=", num_groups);
+    DG_CHECK(gemm_combo_allowed(type_a, type_b, gran_k_a, gran_k_b), fn, ": unsupported operand combination");
+    const auto arch = sm120_mode ? with_sm120_planning(arch_spec_for_target(target)) : arch_spec_for_target(target);
+    GemmShape shape;
+    shape.kind = kind, shape.m = static_cast<int>(m), shape.n = static_cast<int>(n), shape.k = static_cast<int>(k);
+    shape.num_groups = static_cast<int>(num_groups), shape.total_m = static_cast<int>(m);
+    shape.type_a = type_a, shape.type_b = type_b, shape.sf_gran_k_a = gran_k_a, shape.sf_gran_k_b = gran_k_b;
+    shape.max_block_m = max_block_m;
+    const auto t = GemmHeuristics::plan(arch, shape);
+    GemmConfig c;
+    c.block_m = t.block_m, c.block_n = t.block_n, c.warps_m = t.warps_m, c.warps_n = t.warps_n;
+    c.num_stages = t.num_stages, c.kind = kind, c.type_a = type_a, c.type_b = type_b;
+    c.sf_gran_k_a = gran_k_a, c.sf_gran_k_b = gran_k_b;
+    py::dict out;
+    out["block_m"] = t.block_m, out["block_n"] = t.block_n, out["warps"] = t.warps_m * t.warps_n;
+    out["num_stages"] = t.num_stages, out["num_splits"] = t.num_splits, out["grid"] = t.grid;
+    out["smem_bytes"] = c.smem_bytes(), out["key"] = c.key(), out["num_sms"] = arch.num_sms;
+    out["description"] = c.describe();
+    return out;
+}
+
 inline void register_apis(py::module_& m) {
+    m.def("_gemm_plan", &gemm_plan, py::arg("target"), py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("k"),
+          py::arg("num_groups") = 1, py::arg("type_a") = 0, py::arg("type_b") = 0, py::arg("gran_k_a") = 128,
+          py::arg("gran_k_b") = 128, py::arg("max_block_m") = 128, py::arg("sm120_mode") = false);
     register_fp8_apis(m);
     register_grouped_apis(m);
     register_bf16_apis(m);
