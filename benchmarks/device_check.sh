@@ -46,7 +46,7 @@ if has upstream; then
         mkdir -p /tmp/ul
         timeout "$(stage_time upstream 300)" python3 benchmarks/upstream_suite.py "$DG_UPSTREAM_TESTS/main" \
             --timeout "${DG_UPSTREAM_FN_S:-150}" --mqa-cases "${DG_MQA_NUM_CASES:-8}" --log-dir /tmp/ul \
-            ${DG_UPSTREAM_ONLY:+--only $DG_UPSTREAM_ONLY} 2>&1 | tail -40
+            $(for x in ${DG_UPSTREAM_ONLY:-}; do printf -- '--only %s ' "$x"; done) 2>&1 | tail -60
         cp /tmp/ul/*__all.log "$OUT/" 2>/dev/null
         echo "upstream suite: $(( $(date +%s) - t0 )) s"
     else
