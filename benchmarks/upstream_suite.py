@@ -38,7 +38,21 @@ ENV_DIR = 'DG_UPSTREAM_TESTS'
 MAIN = '__main__'
 NOT_TESTS = ('generators.py',)
 # Scripts: the arguments they run with here, and which of them only run when named with --only
-SCRIPT_ARGS = {'test_lazy_init.py': ['--num-processes', '2'], 'test_mega_moe.py': ['--num-processes', '1']}
+def _visible_gpus():
+    """GPUs the subprocesses will see (CUDA_VISIBLE_DEVICES, else nvidia-smi's count; 1 when unknown)."""
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    if visible is not None:
+        return max(1, len([d for d in visible.split(',') if d.strip()]))
+    try:
+        out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=20).stdout
+        return max(1, sum(line.startswith('GPU ') for line in out.splitlines()))
+    except (OSError, subprocess.SubprocessError):
+        return 1
+
+
+# test_lazy_init.py spawns one process per GPU index (it calls torch.cuda.set_device(rank)): at most the GPUs here
+SCRIPT_ARGS = {'test_lazy_init.py': ['--num-processes', str(min(2, _visible_gpus()))],
+               'test_mega_moe.py': ['--num-processes', '1']}
 ONLY_WHEN_NAMED = ('test_sanitizer.py',)
 SKIP_MARK = '@@upstream_suite: SKIPPED-by-upstream:'
 IMPORT_MARK = '@@upstream_suite: the file did not import'
