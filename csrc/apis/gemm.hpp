@@ -240,19 +240,32 @@ inline bool resolve_gemm_form(const GemmConfig& config, const GemmKnobs& knobs, 
     return value;
 }
 
+// Packed UE8M0 scales [G, MN, cols] (int32, four K blocks per int, little-endian) as float32 [G, MN, 4 * cols]: the
+// Promote form multiplies in FP32. Byte s is 2^(s - 127); s = 0 is 2^-127 (subnormal), s = 255 the UE8M0 NaN.
+inline torch::Tensor unpack_ue8m0(const torch::Tensor& packed) {
+    const auto bytes = packed.contiguous().view(torch::kUInt8).to(torch::kInt);
+    auto bits = torch::bitwise_left_shift(bytes, 23);
+    bits = torch::where(bytes == 0, torch::full_like(bits, 0x00400000), bits);
+    bits = torch::where(bytes == 255, torch::full_like(bits, 0x7fc00000), bits);
+    return bits.view(torch::kFloat);
+}
+
 inline void fill_operand(const Operand& op, bool broadcast_group, const void*& ptr, long long& stride_g,
-                         long long& stride_row, const void*& sf, long long& sf_g, long long& sf_mn, long long& sf_k) {
+                         long long& stride_row, const void*& sf, long long& sf_g, long long& sf_mn, long long& sf_k,
+                         bool hw) {
     const int64_t elem = op.data.element_size();
     ptr = op.data.data_ptr();
     stride_g = broadcast_group ? 0 : op.data.stride(0) * elem;
     stride_row = op.data.stride(1) * elem;
-    if (op.sf.defined()) {
-        sf = op.sf.data_ptr();
-        sf_g = broadcast_group ? 0 : op.sf.stride(0);
-        sf_mn = op.sf.stride(1), sf_k = op.sf.stride(2);
-    } else {
-        sf = nullptr, sf_g = sf_mn = sf_k = 0;
-    }
+    sf = nullptr, sf_g = sf_mn = sf_k = 0;
+    if (not op.sf.defined())
+        return;
+    // Promote reads float32 scales: packed ones are unpacked here (a tensor `keep` of the call holds them)
+    const torch::Tensor& s = op.sf;
+    DG_HOST_ASSERT(hw == (op.sf_type == kGemmSfUE8M0));
+    sf = s.data_ptr();
+    sf_g = broadcast_group ? 0 : s.stride(0);
+    sf_mn = s.stride(1), sf_k = s.stride(2);
 }
 
 inline void run_gemm(const char* fn, const GemmCall& call, const GemmConfig* forced = nullptr) {
@@ -294,6 +307,7 @@ inline void run_gemm(const char* fn, const GemmCall& call, const GemmConfig* for
             else
                 config.fast_mma = true;
         }
+        // (the plan sized stages for float scales, so the twin fits the same stages)
         if (not config.bf16() and not resolve_gemm_form(config, knobs, device, stream))
             config.hw_scales = config.fast_mma = false;
     }
@@ -301,13 +315,22 @@ inline void run_gemm(const char* fn, const GemmCall& call, const GemmConfig* for
         std::fprintf(stderr, "deep_gemm: %s: %s splits=%d grid=%d\n", fn, config.describe().c_str(), tiling.num_splits,
                      tiling.grid);
 
+    // The HW form reads packed UE8M0 scales as they are; Promote needs float32 ones
+    Operand a = call.a, b = call.b;
+    bool padded_rows = false;
+    for (Operand* op: {&a, &b}) {
+        if (op->sf_type == kGemmSfUE8M0 and not config.hw_scales) {
+            op->sf = unpack_ue8m0(op->sf), op->sf_type = kGemmSfFloat;
+            padded_rows = padded_rows or call.kind == kGemmKindKGrouped;
+        }
+    }
     GemmParams p{};
-    const bool broadcast_a = call.a.data.size(0) == 1 and call.num_groups > 1;
-    const bool broadcast_b = call.b.data.size(0) == 1 and call.num_groups > 1;
-    fill_operand(call.a, broadcast_a, p.a, p.a_stride_g, p.a_stride_m, p.sfa, p.sfa_stride_g, p.sfa_stride_mn,
-                 p.sfa_stride_k);
-    fill_operand(call.b, broadcast_b, p.b, p.b_stride_g, p.b_stride_n, p.sfb, p.sfb_stride_g, p.sfb_stride_mn,
-                 p.sfb_stride_k);
+    const bool broadcast_a = a.data.size(0) == 1 and call.num_groups > 1;
+    const bool broadcast_b = b.data.size(0) == 1 and call.num_groups > 1;
+    fill_operand(a, broadcast_a, p.a, p.a_stride_g, p.a_stride_m, p.sfa, p.sfa_stride_g, p.sfa_stride_mn,
+                 p.sfa_stride_k, config.hw_scales);
+    fill_operand(b, broadcast_b, p.b, p.b_stride_g, p.b_stride_n, p.sfb, p.sfb_stride_g, p.sfb_stride_mn,
+                 p.sfb_stride_k, config.hw_scales);
     p.d = call.d.data_ptr();
     p.d_stride_g = call.d.size(0) == 1 and call.num_groups > 1 ? 0 : call.d.stride(0);
     p.d_stride_m = call.d.stride(1);
@@ -322,14 +345,14 @@ inline void run_gemm(const char* fn, const GemmCall& call, const GemmConfig* for
     p.mk_alignment = jit::DeviceRuntime::get().get_mk_alignment();
     p.skip_head_left = call.skip_left, p.skip_head_mid = call.skip_mid, p.skip_head_right = call.skip_right;
     p.k_batch = static_cast<int>(call.k_batch);
-    p.flags = (call.a.sf_type == kGemmSfUE8M0 ? kGemmSfPackedA : 0) | (call.b.sf_type == kGemmSfUE8M0 ? kGemmSfPackedB : 0) |
-              (call.b.gran_mn != 1 ? kGemmSfBlockB : 0) | (call.d.scalar_type() == torch::kBFloat16 ? kGemmOutBF16 : 0) |
-              (call.c.defined() ? kGemmWithC : 0) | (call.skip_left + call.skip_mid + call.skip_right > 0 ? kGemmSkipHeadMid : 0) |
+    p.flags = (padded_rows ? kGemmSfRowsPadded4 : 0) | (b.gran_mn != 1 ? kGemmSfBlockB : 0) |
+              (call.d.scalar_type() == torch::kBFloat16 ? kGemmOutBF16 : 0) | (call.c.defined() ? kGemmWithC : 0) |
+              (call.skip_left + call.skip_mid + call.skip_right > 0 ? kGemmSkipHeadMid : 0) |
               (call.zero_padding ? kGemmZeroPadding : 0);
     if (call.k_batch > 0) {
         // The K batches of A and B are their "groups"
-        p.a_stride_g = call.a.data.stride(0) * call.a.data.element_size();
-        p.b_stride_g = call.b.data.stride(0) * call.b.data.element_size();
+        p.a_stride_g = a.data.stride(0) * a.data.element_size();
+        p.b_stride_g = b.data.stride(0) * b.data.element_size();
         p.num_groups = 1;
     }
     launch_gemm_with(config, tiling, p, device, stream);

@@ -41,9 +41,11 @@ struct GemmConfig {
 
     bool bf16() const { return type_a == kGemmDtypeBf16; }
     int num_threads() const { return warps_m * warps_n * 32; }
+    // As the kernel lays a stage out: HW stages one packed int per scale row, Promote one float per granule
     int stage_bytes() const {
-        return GemmHeuristics::stage_bytes(block_m, block_n, type_a, type_b, bf16() ? 0 : 128 / sf_gran_k_a,
-                                           bf16() ? 0 : 128 / sf_gran_k_b);
+        return GemmHeuristics::stage_bytes(block_m, block_n, type_a, type_b,
+                                           bf16() ? 0 : (hw_scales ? 1 : 128 / sf_gran_k_a),
+                                           bf16() ? 0 : (hw_scales ? 1 : 128 / sf_gran_k_b));
     }
     int smem_bytes() const { return num_stages * stage_bytes(); }
 

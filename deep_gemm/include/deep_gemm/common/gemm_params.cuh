@@ -21,8 +21,7 @@ enum GemmKind : int {
 
 // Runtime switches of one launch (`GemmParams::flags`)
 enum GemmFlags : int {
-    kGemmSfPackedA = 1,         // A's scales are int32 packed UE8M0 (else float32)
-    kGemmSfPackedB = 2,         // B's scales likewise
+    kGemmSfRowsPadded4 = 1,     // k-grouped float32 scales unpacked from UE8M0 ints: each group's rows padded to 4
     kGemmSfBlockB = 4,          // B's scales are per 128 rows of B (else per row)
     kGemmOutBF16 = 8,           // D (and C) are bf16 (else float32)
     kGemmWithC = 16,            // D = C + A · Bᵀ

@@ -68,13 +68,13 @@ struct TileCopyPlan {
     // Copy the k bytes [k_byte, k_byte + kRowBytes) of every row into the tile at `smem`; `valid_bytes` of them exist
     DG_DEVICE void issue(const uint32_t smem, const long long k_byte, const int valid_bytes) const {
         const bool chunk_valid = chunk_bytes < valid_bytes;
+        const uint8_t* row_src = src + k_byte;
         #pragma unroll
-        for (int i = 0; i < kPasses; ++ i) {
+        for (int i = 0; i < kPasses; ++ i, row_src += pass_stride) {
             // (threads whose pass-i row lies past the tile copy nothing: a tile smaller than one pass)
             if (kPasses * kRowsPerPass == kRows or row0 + i * kRowsPerPass < kRows) {
                 const bool valid = i * kRowsPerPass < rows_left and chunk_valid;
-                ptx::cp_async_16_zfill(smem + dst0 + i * kRowsPerPass * kRowBytes,
-                                       valid ? src + i * pass_stride + k_byte : src, valid);
+                ptx::cp_async_16_zfill(smem + dst0 + i * kRowsPerPass * kRowBytes, valid ? row_src : src, valid);
             }
         }
     }

@@ -9,15 +9,17 @@
 // across unit boundaries, so the next tile's first blocks load while the current one finishes.
 //
 // Per k block (128 K for FP8/FP4, 64 K for BF16; 128 bytes per K-major row, 64 for packed FP4) every thread copies a
-// fixed set of 16-byte chunks of A and B into swizzled tiles (common/smem_tile.cuh) and its share of the block's scale
-// factors (4-byte copies, any strides). Then four k steps of 32 bytes: fragments by ldmatrix, kTM x kTN MMAs.
+// fixed set of 16-byte chunks of A and B into swizzled tiles (common/smem_tile.cuh), and thread r < rows copies row
+// r's scale words (4-byte copies, any strides; the source pointer is set once per unit). Then four k steps of 32
+// bytes: fragments by ldmatrix, kTM x kTN MMAs.
 //
 // Scale modes (GEMM.md §2):
-//   - Promote (every target): each scale slice (kPromoteK = the smaller K granularity, 128 or 32) accumulates into
-//     `tmp` with unit scales (the plain FP8 MMA, or on sm_120a/121a the block-scaled one with scales 2^0 at full
-//     rate), then acc += tmp · sfa[row] · sfb[col] in FP32: exact for any float scale, and for UE8M0 bytes decoded.
-//   - HW (sm_120a/121a, UE8M0 scales on both sides): the block-scaled MMA fed each 32-wide k slice's real scale bytes
-//     (a 128-block's byte for all four of its slices); one accumulator, no promotion.
+//   - Promote (every target; float32 scales, the host unpacks UE8M0 ones for it): each scale slice (kPromoteK = the
+//     smaller K granularity, 128 or 32) accumulates into `tmp` with unit scales (the plain FP8 MMA, or on sm_120a/121a
+//     the block-scaled one with scales 2^0 at full rate; the slice's first MMA starts from zero), then acc += tmp ·
+//     sfa[row] · sfb[col] in FP32: exact for any float scale.
+//   - HW (sm_120a/121a; packed UE8M0 scales on both sides): the block-scaled MMA fed each 32-wide k slice's real scale
+//     bytes (a 128-block's byte for all four of its slices); one accumulator, no promotion.
 //   - BF16: no scales; one accumulator.
 // FP4 operands are widened to e4m3 in registers (exact) and use the FP8 MMAs in the paired k order (smem_tile.cuh).
 //
@@ -42,9 +44,8 @@ namespace deep_gemm {
 
 enum GemmDtype : int { kGemmFp8 = 0, kGemmFp4 = 1, kGemmBf16 = 2 };
 
-// What follows from the operand types and the scale granularity along K. The scale format (float32 or packed UE8M0,
-// B per row or per 128 rows) is a runtime flag (GemmFlags): it only changes how a staged 32-bit word is read.
-template <int kTypeA, int kTypeB, int kSfGranKA, int kSfGranKB>
+// What follows from the operand types, the scale mode and the scale granularity along K
+template <int kTypeA, int kTypeB, int kSfGranKA, int kSfGranKB, bool kHWScales>
 struct GemmOperandTraits {
     static constexpr bool kBf16 = kTypeA == kGemmBf16;
     static_assert(kBf16 == (kTypeB == kGemmBf16), "BF16 pairs with BF16 only");
@@ -53,45 +54,27 @@ struct GemmOperandTraits {
     static constexpr int kRowBytesA = kTypeA == kGemmFp4 ? 64 : 128;
     static constexpr int kRowBytesB = kTypeB == kGemmFp4 ? 64 : 128;
     static constexpr bool kPaired = kTypeA == kGemmFp4 or kTypeB == kGemmFp4;
-    // Staged 32-bit scale words per row and k block: float32 scales one per granule; a packed int uses word 0
-    static constexpr int kSfWordsA = kBf16 ? 0 : 128 / kSfGranKA;
-    static constexpr int kSfWordsB = kBf16 ? 0 : 128 / kSfGranKB;
+    // Staged 32-bit scale words per row and k block: HW one packed int (four granules), Promote one float per granule
+    static constexpr int kSfWordsA = kBf16 ? 0 : (kHWScales ? 1 : 128 / kSfGranKA);
+    static constexpr int kSfWordsB = kBf16 ? 0 : (kHWScales ? 1 : 128 / kSfGranKB);
     static constexpr int kPromoteK = kSfGranKA < kSfGranKB ? kSfGranKA : kSfGranKB;
     static_assert(kBf16 or ((kSfGranKA == 128 or kSfGranKA == 32) and (kSfGranKB == 128 or kSfGranKB == 32)),
                   "scale granularity along K: 128 or 32");
 
-    // The index along the scale tensor's K dimension of word `w` of k block `kb`, from the unit's first scale row
-    // (`sf_base`): float32 scales one per granule, packed ints four consecutive granules each
+    // The index along the scale tensor's K dimension of word `w` of k block `kb` (`kb` counted from the unit's first
+    // scale row): floats one per granule, packed ints four consecutive granules each
     template <int kGranK>
-    DG_DEVICE static int sf_index(const bool packed, const int sf_base, const int kb, const int w) {
-        if (packed)
-            return sf_base + (kGranK == 128 ? kb / 4 : kb);
-        return sf_base + kb * (128 / kGranK) + w;
+    DG_DEVICE static int sf_index(const int kb, const int w) {
+        if constexpr (kHWScales)
+            return kGranK == 128 ? kb / 4 : kb;
+        return kb * (128 / kGranK) + w;
     }
-
-    // The UE8M0 byte of k slice `q` (32 wide) of k block `kb` inside its packed int
-    template <int kGranK>
-    DG_DEVICE static uint32_t sf_byte(const uint32_t word, const int kb, const int q) {
-        return (word >> (8 * (kGranK == 128 ? (kb & 3) : q))) & 0xffu;
-    }
-
-    // The scale of slice `q` of k block `kb` from a row's staged words (`row_stride` apart)
-    template <int kGranK>
-    DG_DEVICE static float sf_value(const bool packed, const uint32_t* row_words, const int row_stride, const int kb,
-                                    const int q) {
-        if (packed)
-            return mma::ue8m0_to_float(sf_byte<kGranK>(row_words[0], kb, q));
-        return __uint_as_float(row_words[(kGranK == 32 ? q : 0) * row_stride]);
-    }
-
-    // Words to load per row: one packed int, or one float per granule
-    DG_DEVICE static int sf_words(const bool packed, const int words) { return packed ? 1 : words; }
 };
 
 template <int kBlockM, int kBlockN, int kWarpsM, int kWarpsN, int kNumStages, int kKind, int kTypeA, int kTypeB,
           int kSfGranKA, int kSfGranKB, bool kHWScales, bool kFastMma>
 DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
-    using Ops = GemmOperandTraits<kTypeA, kTypeB, kSfGranKA, kSfGranKB>;
+    using Ops = GemmOperandTraits<kTypeA, kTypeB, kSfGranKA, kSfGranKB, kHWScales>;
     constexpr int kNumThreads = kWarpsM * kWarpsN * 32;
     constexpr int kWarpM = kBlockM / kWarpsM, kWarpN = kBlockN / kWarpsN;
     constexpr int kTM = kWarpM / 16, kTN = kWarpN / 8;
@@ -99,11 +82,7 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
     static_assert(kWarpM % 16 == 0 and kWarpN % 16 == 0, "warp tiles of whole m16 tiles and n8 tile pairs");
     static_assert(not kHWScales or not kFastMma, "the HW mode is its own MMA form (packed UE8M0 scales on both sides)");
     static_assert(not kHWScales or not Ops::kBf16, "BF16 has no scales");
-
-    // Runtime formats (GemmFlags)
-    const bool sf_packed_a = (p.flags & kGemmSfPackedA) != 0, sf_packed_b = (p.flags & kGemmSfPackedB) != 0;
-    const bool sf_block_b = (p.flags & kGemmSfBlockB) != 0;
-    const int sf_rows_b = sf_block_b ? 1 : kBlockN;
+    static_assert(kBlockM <= kNumThreads and kBlockN <= kNumThreads, "one thread per staged scale row");
 
     // Stage layout: A tile, B tile, A scales [kSfWordsA][kBlockM], B scales [kSfWordsB][kBlockN] (16-byte aligned;
     // B scales per 128 rows use row 0)
@@ -112,6 +91,7 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
     constexpr int kSfBytesB = align_up(Ops::kSfWordsB * kBlockN * 4, 16);
     constexpr int kStageBytes = kTileBytesA + kTileBytesB + kSfBytesA + kSfBytesB;
     static_assert(kNumStages >= 2, "a pipeline");
+    const bool sf_block_b = (p.flags & kGemmSfBlockB) != 0;
 
     extern __shared__ __align__(1024) uint8_t smem_buf[];
     const uint32_t smem = ptx::smem_addr(smem_buf);
@@ -119,18 +99,26 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
     const int g = lane >> 2, t = lane & 3;
     const int wm0 = (warp / kWarpsN) * kWarpM, wn0 = (warp % kWarpsN) * kWarpN;
 
-    using Sched = GemmScheduler<kKind, kBlockM, kBlockN, kBlockK, kSfGranKA>;
+    using Sched = GemmScheduler<kKind, kBlockM, kBlockN, kBlockK, kSfGranKA, kHWScales>;
 
     // ------------------------------------------------------------------------------------------------ producer
-    // Its own cursor over the units (it runs kNumStages - 1 blocks ahead of the consumer), the tiles' copy plans
+    // Its own cursor over the units (it runs kNumStages - 1 blocks ahead of the consumer), the tiles' copy plans and
+    // this thread's scale rows (A row `tid`, B row `tid` or the B block), fixed per unit
     TileCopyPlan<kBlockM, Ops::kRowBytesA, kNumThreads> plan_a;
     TileCopyPlan<kBlockN, Ops::kRowBytesB, kNumThreads> plan_b;
+    const uint32_t* sfa_src = nullptr;
+    const uint32_t* sfb_src = nullptr;
+    bool sfa_valid = false, sfb_valid = false;
     Sched load_sched(p);
     GemmUnit lu;
     int lw = static_cast<int>(blockIdx.x), lkb = 0;
     bool l_ok = false;
-    const auto a_bytes = [](const long long elems) { return kTypeA == kGemmFp4 ? elems / 2 : elems * (kTypeA == kGemmBf16 ? 2 : 1); };
-    const auto b_bytes = [](const long long elems) { return kTypeB == kGemmFp4 ? elems / 2 : elems * (kTypeB == kGemmBf16 ? 2 : 1); };
+    const auto a_bytes = [](const long long elems) {
+        return kTypeA == kGemmFp4 ? elems / 2 : elems * (kTypeA == kGemmBf16 ? 2 : 1);
+    };
+    const auto b_bytes = [](const long long elems) {
+        return kTypeB == kGemmFp4 ? elems / 2 : elems * (kTypeB == kGemmBf16 ? 2 : 1);
+    };
     const auto load_unit = [&](bool advance) {
         // From unit `lw` (the next one when `advance`) to the first with at least one k block: k-grouped groups of
         // K = 0 have nothing to load
@@ -148,6 +136,15 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
                     lu.rows, tid);
         plan_b.init(static_cast<const uint8_t*>(p.b) + lu.g * p.b_stride_g + lu.n0 * p.b_stride_n, p.b_stride_n,
                     min_of(kBlockN, p.n - lu.n0), tid);
+        if constexpr (Ops::kSfWordsA > 0) {
+            sfa_valid = tid < lu.rows;
+            sfa_src = static_cast<const uint32_t*>(p.sfa) + lu.g * p.sfa_stride_g + lu.sf_k_base * p.sfa_stride_k +
+                      (sfa_valid ? (lu.m0 + tid) * p.sfa_stride_mn : 0);
+            const int row_b = sf_block_b ? lu.n0 / 128 : lu.n0 + tid;
+            sfb_valid = sf_block_b ? tid == 0 : (tid < kBlockN and row_b < p.n);
+            sfb_src = static_cast<const uint32_t*>(p.sfb) + lu.g * p.sfb_stride_g + lu.sf_k_base * p.sfb_stride_k +
+                      (sfb_valid ? row_b * p.sfb_stride_mn : 0);
+        }
     };
     const auto issue_stage = [&](const int stage) {
         if (l_ok) {
@@ -161,29 +158,20 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
             plan_a.issue(base, a_off, static_cast<int>(a_bytes(k_valid)));
             plan_b.issue(base + kTileBytesA, b_off, static_cast<int>(b_bytes(k_valid)));
             if constexpr (Ops::kSfWordsA > 0) {
-                const auto* sfa = static_cast<const uint32_t*>(p.sfa) + lu.g * p.sfa_stride_g;
-                const uint32_t dst = base + kTileBytesA + kTileBytesB;
-                const int words = Ops::sf_words(sf_packed_a, Ops::kSfWordsA);
-                for (int e = tid; e < words * kBlockM; e += kNumThreads) {
-                    const int row = e % kBlockM, w = e / kBlockM;
-                    const bool valid = row < lu.rows;
-                    const int kidx = Ops::template sf_index<kSfGranKA>(sf_packed_a, lu.sf_k_base, lkb, w);
-                    const uint32_t* src = sfa + (valid ? (lu.m0 + row) * p.sfa_stride_mn + kidx * p.sfa_stride_k : 0);
-                    ptx::cp_async_4_zfill(dst + e * 4, src, valid);
+                const uint32_t dst_a = base + kTileBytesA + kTileBytesB, dst_b = dst_a + kSfBytesA;
+                if (tid < kBlockM) {
+                    #pragma unroll
+                    for (int w = 0; w < Ops::kSfWordsA; ++ w) {
+                        const auto* src = sfa_src + Ops::template sf_index<kSfGranKA>(lkb, w) * p.sfa_stride_k;
+                        ptx::cp_async_4_zfill(dst_a + (w * kBlockM + tid) * 4, sfa_valid ? src : sfa_src, sfa_valid);
+                    }
                 }
-            }
-            if constexpr (Ops::kSfWordsB > 0) {
-                const auto* sfb = static_cast<const uint32_t*>(p.sfb) + lu.g * p.sfb_stride_g;
-                const uint32_t dst = base + kTileBytesA + kTileBytesB + kSfBytesA;
-                const int words = Ops::sf_words(sf_packed_b, Ops::kSfWordsB);
-                for (int e = tid; e < words * sf_rows_b; e += kNumThreads) {
-                    const int row = e % sf_rows_b, w = e / sf_rows_b;
-                    const int mn = sf_block_b ? lu.n0 / 128 : lu.n0 + row;
-                    const bool valid = sf_block_b or mn < p.n;
-                    const int kidx = Ops::template sf_index<kSfGranKB>(sf_packed_b, lu.sf_k_base, lkb, w);
-                    const uint32_t* src = sfb + (valid ? mn * p.sfb_stride_mn + kidx * p.sfb_stride_k : 0);
-                    // (staged at word w * kBlockN + row, per-row or not)
-                    ptx::cp_async_4_zfill(dst + (w * kBlockN + row) * 4, src, valid);
+                if (tid < kBlockN) {
+                    #pragma unroll
+                    for (int w = 0; w < Ops::kSfWordsB; ++ w) {
+                        const auto* src = sfb_src + Ops::template sf_index<kSfGranKB>(lkb, w) * p.sfb_stride_k;
+                        ptx::cp_async_4_zfill(dst_b + (w * kBlockN + tid) * 4, sfb_valid ? src : sfb_src, sfb_valid);
+                    }
                 }
             }
             if (++ lkb == lu.kb_end)
@@ -204,38 +192,65 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
     };
     zero(acc), zero(tmp);
 
-    // acc += tmp · sfa · sfb for k slice q of the staged block, then tmp = 0 (Promote)
-    const auto promote = [&](const uint32_t* sfa_words, const uint32_t* sfb_words, const int kb, const int q) {
-        float sa[kTM][2], sb[kTN][2];
+    // acc += tmp · sfa · sfb with scale words `wa` / `wb` of the staged block (Promote). B scales per 128 rows are one
+    // value: then one product per row instead of per element
+    const auto promote = [&](const float* sfa_words, const float* sfb_words, const int wa, const int wb) {
+        float sa[kTM][2];
         #pragma unroll
         for (int i = 0; i < kTM; ++ i)
             #pragma unroll
             for (int h = 0; h < 2; ++ h)
-                sa[i][h] = Ops::template sf_value<kSfGranKA>(sf_packed_a, sfa_words + wm0 + i * 16 + h * 8 + g,
-                                                             kBlockM, kb, q);
-        #pragma unroll
-        for (int j = 0; j < kTN; ++ j)
+                sa[i][h] = sfa_words[wa * kBlockM + wm0 + i * 16 + h * 8 + g];
+        if (sf_block_b) {
+            const float sb = sfb_words[wb * kBlockN];
             #pragma unroll
-            for (int e = 0; e < 2; ++ e)
-                sb[j][e] = Ops::template sf_value<kSfGranKB>(
-                    sf_packed_b, sfb_words + (sf_block_b ? 0 : wn0 + j * 8 + 2 * t + e), kBlockN, kb, q);
-        #pragma unroll
-        for (int i = 0; i < kTM; ++ i)
-            #pragma unroll
-            for (int j = 0; j < kTN; ++ j)
+            for (int i = 0; i < kTM; ++ i)
                 #pragma unroll
-                for (int r = 0; r < 4; ++ r) {
-                    acc[i][j][r] = __fmaf_rn(tmp[i][j][r], sa[i][r >> 1] * sb[j][r & 1], acc[i][j][r]);
-                    tmp[i][j][r] = 0.0f;
+                for (int h = 0; h < 2; ++ h) {
+                    const float s = sa[i][h] * sb;
+                    #pragma unroll
+                    for (int j = 0; j < kTN; ++ j)
+                        #pragma unroll
+                        for (int e = 0; e < 2; ++ e)
+                            acc[i][j][h * 2 + e] = __fmaf_rn(tmp[i][j][h * 2 + e], s, acc[i][j][h * 2 + e]);
                 }
+        } else {
+            float sb[kTN][2];
+            #pragma unroll
+            for (int j = 0; j < kTN; ++ j) {
+                const float2 v = *reinterpret_cast<const float2*>(sfb_words + wb * kBlockN + wn0 + j * 8 + 2 * t);
+                sb[j][0] = v.x, sb[j][1] = v.y;
+            }
+            #pragma unroll
+            for (int i = 0; i < kTM; ++ i)
+                #pragma unroll
+                for (int j = 0; j < kTN; ++ j)
+                    #pragma unroll
+                    for (int r = 0; r < 4; ++ r)
+                        acc[i][j][r] = __fmaf_rn(tmp[i][j][r], sa[i][r >> 1] * sb[j][r & 1], acc[i][j][r]);
+        }
     };
 
     // The MMAs of one staged k block (four 32-byte k steps)
     const auto compute_stage = [&](const int stage, const int kb) {
         const uint32_t tile_a = smem + stage * kStageBytes, tile_b = tile_a + kTileBytesA;
-        const auto* sfa_words = reinterpret_cast<const uint32_t*>(smem_buf + stage * kStageBytes + kTileBytesA + kTileBytesB);
-        const auto* sfb_words = reinterpret_cast<const uint32_t*>(smem_buf + stage * kStageBytes + kTileBytesA +
-                                                                  kTileBytesB + kSfBytesA);
+        const auto* sf_words = smem_buf + stage * kStageBytes + kTileBytesA + kTileBytesB;
+        const auto* sfa_words = reinterpret_cast<const float*>(sf_words);
+        const auto* sfb_words = reinterpret_cast<const float*>(sf_words + kSfBytesA);
+        // HW: this lane's scale words for the block: lane 4g row g's, lane 4g + 1 row g + 8's (A), lane 4g column g's
+        // (B); a 128-granule int holds four k blocks (byte kb % 4, moved to byte 0 here), a 32-granule one the four
+        // slices of this block (byte q, selected by the MMA)
+        uint32_t hw_a[kTM], hw_b[kTN];
+        if constexpr (kHWScales) {
+            const auto* wa = reinterpret_cast<const uint32_t*>(sf_words);
+            const auto* wb = reinterpret_cast<const uint32_t*>(sf_words + kSfBytesA);
+            #pragma unroll
+            for (int i = 0; i < kTM; ++ i)
+                hw_a[i] = wa[wm0 + i * 16 + (t & 1) * 8 + g] >> (kSfGranKA == 128 ? 8 * (kb & 3) : 0);
+            #pragma unroll
+            for (int j = 0; j < kTN; ++ j)
+                hw_b[j] = wb[sf_block_b ? 0 : wn0 + j * 8 + g] >> (kSfGranKB == 128 ? 8 * (kb & 3) : 0);
+        }
         uint32_t a4[kTM][2][4];             // packed FP4 A: two k steps per load
         uint32_t b4[kTN / 2][2][2][2];      // packed FP4 B: two k steps x two n-tiles per load
         #pragma unroll
@@ -273,34 +288,36 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
                 }
             }
 
-            if constexpr (Ops::kBf16) {
+            #pragma unroll
+            for (int i = 0; i < kTM; ++ i) {
                 #pragma unroll
-                for (int i = 0; i < kTM; ++ i)
-                    #pragma unroll
-                    for (int j = 0; j < kTN; ++ j)
+                for (int j = 0; j < kTN; ++ j) {
+                    if constexpr (Ops::kBf16) {
                         mma::bf16_m16n8k16(acc[i][j], af[i], bf[j]);
-            } else if constexpr (kHWScales) {
-                // Scale registers: lane 4g row g's byte, lane 4g + 1 row g + 8's (A); lane 4g column g's (B)
-                uint32_t sfa_reg[kTM], sfb_reg[kTN];
-                #pragma unroll
-                for (int i = 0; i < kTM; ++ i)
-                    sfa_reg[i] = Ops::template sf_byte<kSfGranKA>(sfa_words[wm0 + i * 16 + (t & 1) * 8 + g], kb, q);
-                #pragma unroll
-                for (int j = 0; j < kTN; ++ j)
-                    sfb_reg[j] = Ops::template sf_byte<kSfGranKB>(sfb_words[sf_block_b ? 0 : wn0 + j * 8 + g], kb, q);
-                #pragma unroll
-                for (int i = 0; i < kTM; ++ i)
-                    #pragma unroll
-                    for (int j = 0; j < kTN; ++ j)
-                        mma::fp8_m16n8k32_scaled(acc[i][j], af[i], bf[j], sfa_reg[i], sfb_reg[j]);
-            } else {
-                #pragma unroll
-                for (int i = 0; i < kTM; ++ i)
-                    #pragma unroll
-                    for (int j = 0; j < kTN; ++ j)
-                        mma::fp8_mma<kFastMma>(tmp[i][j], af[i], bf[j]);
+                    } else if constexpr (kHWScales) {
+                        if (q == 0)
+                            mma::fp8_m16n8k32_scaled<0, 0>(acc[i][j], af[i], bf[j], hw_a[i], hw_b[j]);
+                        else if (q == 1)
+                            mma::fp8_m16n8k32_scaled<kSfGranKA == 32 ? 1 : 0, kSfGranKB == 32 ? 1 : 0>(
+                                acc[i][j], af[i], bf[j], hw_a[i], hw_b[j]);
+                        else if (q == 2)
+                            mma::fp8_m16n8k32_scaled<kSfGranKA == 32 ? 2 : 0, kSfGranKB == 32 ? 2 : 0>(
+                                acc[i][j], af[i], bf[j], hw_a[i], hw_b[j]);
+                        else
+                            mma::fp8_m16n8k32_scaled<kSfGranKA == 32 ? 3 : 0, kSfGranKB == 32 ? 3 : 0>(
+                                acc[i][j], af[i], bf[j], hw_a[i], hw_b[j]);
+                    } else {
+                        // A promotion slice's first k step starts its accumulator from zero
+                        if ((q * 32) % Ops::kPromoteK == 0)
+                            mma::fp8_mma_fresh<kFastMma>(tmp[i][j], af[i], bf[j]);
+                        else
+                            mma::fp8_mma<kFastMma>(tmp[i][j], af[i], bf[j]);
+                    }
+                }
+            }
+            if constexpr (not Ops::kBf16 and not kHWScales) {
                 if ((q + 1) * 32 % Ops::kPromoteK == 0)
-                    promote(sfa_words, sfb_words, kb, q);
+                    promote(sfa_words, sfb_words, kSfGranKA == 32 ? q : 0, kSfGranKB == 32 ? q : 0);
             }
         }
     };

@@ -16,21 +16,43 @@
 namespace deep_gemm::mma {
 
 // d += (a * 2^(sfa - 127)) * (b * 2^(sfb - 127)) for one 32-wide k slice, a / b / d as `fp8_m16n8k32`.
-// Scale registers (PTX ISA "Block Scaling for mma.sync", scale_vec::1X, byte-id 0, thread-id 0): byte 0 of `sfa`
-// in lane 4g is row g's UE8M0 scale, in lane 4g + 1 row g + 8's; byte 0 of `sfb` in lane 4g is column g's. The
-// other lanes' registers are ignored. The same lane assignment as the FP4 form of fp4.cuh, which is cross-checked
-// against its portable twin before use (host side), like this one.
+// Scale registers (PTX ISA "Block Scaling for mma.sync", scale_vec::1X, thread-id 0): byte kByteA of `sfa` in lane 4g
+// is row g's UE8M0 scale, in lane 4g + 1 row g + 8's; byte kByteB of `sfb` in lane 4g is column g's. The other lanes'
+// registers are ignored. The same lane assignment as the FP4 form of fp4.cuh, which is cross-checked against its
+// portable twin before use (host side), like this one.
+template <int kByteA = 0, int kByteB = 0>
 DG_DEVICE void fp8_m16n8k32_scaled(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const uint32_t sfa,
                                    const uint32_t sfb) {
+    static_assert(0 <= kByteA and kByteA < 4 and 0 <= kByteB and kByteB < 4, "a byte of the scale register");
 #if DG_HAS_BLOCK_SCALED_MMA
     asm volatile("mma.sync.aligned.m16n8k32.row.col.kind::mxf8f6f4.block_scale.scale_vec::1X.f32.e4m3.e4m3.f32.ue8m0 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3}, %10, {0, 0}, %11, {0, 0};"
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3}, %10, {%12, 0}, %11, {%13, 0};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(sfa), "r"(sfb));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(sfa), "r"(sfb),
+                   "n"(kByteA), "n"(kByteB));
 #else
     // Never reached: the host selects the HW scale mode only for sm_120a/sm_121a
     asm volatile("trap;");
 #endif
+}
+
+// d = a * b (a fresh accumulator: C is zero), in the plain or the unit-scale block-scaled FP8 form
+template <bool kBlockScaled>
+DG_DEVICE void fp8_mma_fresh(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if DG_HAS_BLOCK_SCALED_MMA
+    if constexpr (kBlockScaled) {
+        constexpr uint32_t kUnitScales = 0x7f7f7f7fu;
+        asm volatile("mma.sync.aligned.m16n8k32.row.col.kind::mxf8f6f4.block_scale.scale_vec::1X.f32.e4m3.e4m3.f32.ue8m0 "
+                     "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%11, %11, %11, %11}, %10, {0, 0}, %10, {0, 0};"
+                     : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(kUnitScales), "f"(0.0f));
+        return;
+    }
+#endif
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.0f));
 }
 
 // Eight packed e2m1 values (nibble i = element i, low nibble first) -> eight e4m3 bytes: `lo` holds elements 0..3,

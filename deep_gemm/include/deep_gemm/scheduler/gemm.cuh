@@ -84,8 +84,9 @@ struct GroupWalk {
     }
 };
 
-// kSfGranK: the scale granularity along K of k-grouped operands (both alike), for the groups' scale rows
-template <int kKind, int kBlockM, int kBlockN, int kBlockK, int kSfGranK>
+// kSfGranK / kPackedSf: the scale granularity along K and format of k-grouped operands (both alike), for the groups'
+// scale rows
+template <int kKind, int kBlockM, int kBlockN, int kBlockK, int kSfGranK, bool kPackedSf>
 struct GemmScheduler {
     static constexpr int kBand = 16;
 
@@ -97,10 +98,13 @@ struct GemmScheduler {
         m_tiles = ceil_div(p.m, kBlockM), n_tiles = ceil_div(p.n, kBlockN), kb_total = ceil_div(p.k, kBlockK);
     }
 
-    // Scale-factor rows (K direction) of a group of `k` elements: one per kSfGranK (float) or per 4 of them (packed)
+    // Scale-factor rows (K direction) of a group of `k` elements: one per kSfGranK (float; padded to a multiple of 4
+    // when the host unpacked them from UE8M0 ints), or one per 4 of them (packed)
     DG_DEVICE int sf_rows_of(const int k) const {
         const int blocks = ceil_div(k, kSfGranK);
-        return (p.flags & kGemmSfPackedA) ? ceil_div(blocks, 4) : blocks;
+        if constexpr (kPackedSf)
+            return ceil_div(blocks, 4);
+        return (p.flags & kGemmSfRowsPadded4) ? align_up(blocks, 4) : blocks;
     }
 
     // The unit at index `w` of this CTA's sequence (m-grouped contiguous: the first one at or after `w` in steps of
