@@ -1042,13 +1042,18 @@ inline MmaCheckResult cross_check_gemm(const GemmConfig& candidate, int device, 
 
 // Internal: the plan of a GEMM shape on a compile target (no GPU needed), for CPU tests of the heuristics
 inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_t n, int64_t k, int64_t num_groups,
-                          int type_a, int type_b, int gran_k_a, int gran_k_b, int max_block_m, bool sm120_mode) {
+                          int type_a, int type_b, int gran_k_a, int gran_k_b, int max_block_m, bool sm120_mode,
+                          const std::optional<int64_t>& num_sms) {
     constexpr const char* fn = "_gemm_plan";
     DG_CHECK(kind >= kGemmKindNormal and kind <= kGemmKindKGrouped, fn, ": `kind` must be in [0, 4]; got ", kind);
     DG_CHECK(m >= 1 and n >= 1 and k >= 0 and num_groups >= 1, fn, ": shape must be positive; got m=", m, " n=", n,
              " k=", k, " groups=", num_groups);
     DG_CHECK(gemm_combo_allowed(type_a, type_b, gran_k_a, gran_k_b), fn, ": unsupported operand combination");
-    const auto arch = sm120_mode ? with_sm120_planning(arch_spec_for_target(target)) : arch_spec_for_target(target);
+    auto arch = sm120_mode ? with_sm120_planning(arch_spec_for_target(target)) : arch_spec_for_target(target);
+    if (num_sms.has_value()) {
+        DG_CHECK(*num_sms >= 1 and *num_sms <= 1024, fn, ": `num_sms` must be in [1, 1024]; got ", *num_sms);
+        arch.num_sms = static_cast<int>(*num_sms);
+    }
     GemmShape shape;
     shape.kind = kind, shape.m = static_cast<int>(m), shape.n = static_cast<int>(n), shape.k = static_cast<int>(k);
     shape.num_groups = static_cast<int>(num_groups), shape.total_m = static_cast<int>(m);
@@ -1070,7 +1075,8 @@ inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_
 inline void register_apis(py::module_& m) {
     m.def("_gemm_plan", &gemm_plan, py::arg("target"), py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("k"),
           py::arg("num_groups") = 1, py::arg("type_a") = 0, py::arg("type_b") = 0, py::arg("gran_k_a") = 128,
-          py::arg("gran_k_b") = 128, py::arg("max_block_m") = 128, py::arg("sm120_mode") = false);
+          py::arg("gran_k_b") = 128, py::arg("max_block_m") = 128, py::arg("sm120_mode") = false,
+          py::arg("num_sms") = py::none());
     register_fp8_apis(m);
     register_grouped_apis(m);
     register_bf16_apis(m);

@@ -378,3 +378,6 @@ def _hc(t: Target, m, n, k, s=None, row=None):
                 tail_round_trips=3 * levels,
                 description=spec['description'] + f' m_tiles={plan["num_m_tiles"]} int_splits={S} '
                                                   f'group={plan["group_size"]}')
+
+
+from . import gemm_rows  # noqa: E402,F401,I001  (registers the GEMM family's rows)
