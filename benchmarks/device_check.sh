@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
-export CC=/usr/bin/gcc CXX=/usr/bin/g++          # SM120.md §5: the other g++ there breaks the extension
+export CC=/usr/bin/gcc CXX=/usr/bin/g++          # docs/HARDWARE.md §5: the other g++ there breaks the extension
 export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
 export DG_JIT_CACHE_DIR="${DG_JIT_CACHE_DIR:-/tmp/dg_cache}" DG_SM120_MODE=1 PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -14,10 +14,13 @@ from . import utils  # noqa: E402
 from . import testing  # noqa: E402
 from .utils import *  # noqa: E402,F401,F403
 
+from . import _env  # noqa: E402
+_env.warn_unsupported()
+
 try:
     from . import _C
     _C_IMPORT_ERROR = None
-except Exception as _e:  # an ImportError, or an OSError from a broken torch/CUDA install
+except Exception as _e:  # not built (ImportError), or built for another torch/CUDA (ImportError, OSError)
     _C = None
     _C_IMPORT_ERROR = _e
 
@@ -33,11 +36,31 @@ def _device_description():
         return 'an unknown device'
 
 
+def _extension_problem():
+    """Why deep_gemm._C is unavailable, and how to build it (None when it is loaded)."""
+    if _C is not None:
+        return None
+    import importlib.machinery
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    built = [f for f in _os.listdir(here) if f.startswith('_C.') and f.endswith(suffixes)]
+    how = ('`./develop.sh` in a clone of the repository (or `pip install --no-build-isolation .` from the clone), '
+           'against the torch you run with')
+    if built:
+        return (f'the C++ extension deep_gemm._C could not be loaded ({_C_IMPORT_ERROR!r}) from {here}: it was '
+                f'probably built against another torch or CUDA; rebuild it with {how}')
+    # Not built. Python's own message here ("partially initialized module ... circular import") misleads
+    if _os.path.exists(_os.path.join(here, '..', 'setup.py')):
+        return (f'the extension is not built: there is no deep_gemm/_C*.so in {here}. Python imported deep_gemm '
+                f'from this source tree (the current directory, or a path entry ahead of an installed copy): '
+                f'build it in place with `./develop.sh` there, or run Python from another directory to use an '
+                f'installed copy')
+    return f'the extension is not built: there is no deep_gemm/_C*.so in {here}. Build it with {how}'
+
+
 def _missing_extension(name):
     def fn(*args, **kwargs):
-        raise RuntimeError(
-            f'deep_gemm.{name}: the C++ extension deep_gemm._C could not be loaded ({_C_IMPORT_ERROR!r}). '
-            f'Build it with `./develop.sh` (or `pip install --no-build-isolation -e .`) against the installed torch.')
+        raise RuntimeError(f'deep_gemm.{name}: {_extension_problem()}.')
     fn.__name__ = name
     return fn
 

@@ -11,10 +11,20 @@ import traceback
 FAMILIES = ('paged', 'ragged', 'hc')
 
 
-def _no_gpu(reason):
+# The compile-only tool's kernel families behind each benchmark family (plus the ceilings every run measures)
+_JIT_FAMILIES = {'paged': ('paged_mqa_logits_metadata', 'paged_mqa_logits'), 'ragged': ('mqa_logits', 'clean_logits'),
+                 'hc': ('hc_prenorm_gemm',)}
+
+
+def _no_gpu(reason, only=None):
     from .. import jit
-    print(f'No GPU to benchmark on ({reason}). Compiling every kernel configuration for sm_120a instead:\n')
-    return jit.main(['--arch', 'sm_120a'])
+    argv = ['--arch', 'sm_120a']
+    if only:
+        for fam in ('ceilings',) + tuple(f for o in dict.fromkeys(only) for f in _JIT_FAMILIES[o]):
+            argv += ['--family', fam]
+    what = f'the kernel configurations of {", ".join(dict.fromkeys(only))}' if only else 'every kernel configuration'
+    print(f'No GPU to benchmark on ({reason}). Compiling {what} for sm_120a instead:\n', flush=True)
+    return jit.main(argv)
 
 
 def _fmt_us(s):
@@ -29,7 +39,7 @@ def main(argv=None):
     import torch
     import deep_gemm
     if not torch.cuda.is_available():
-        return _no_gpu('torch.cuda.is_available() is False')
+        return _no_gpu('torch.cuda.is_available() is False', args.only)
     if deep_gemm._C is None:
         print(f'deep_gemm._C is not built: {deep_gemm._C_IMPORT_ERROR!r}')
         return 1
@@ -73,7 +83,7 @@ def main(argv=None):
             print(f'    {n}')
     print('\nfloor = max(bytes / measured bandwidth, flops / measured mma.sync peak) on this GPU; "of floor" = floor / '
           'time. The SM120 columns are the roofline projection: the same bytes and flops at that card\'s DRAM '
-          'bandwidth and MMA peak (SM120.md §1; full-rate block-scaled FP8, native FP4).')
+          'bandwidth and MMA peak (docs/HARDWARE.md §1; full-rate block-scaled FP8, native FP4).')
     return 0
 
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Ceilings:
-    """What this GPU can do, measured in the same run as the kernels (SM120.md §3)."""
+    """What this GPU can do, measured in the same run as the kernels (docs/HARDWARE.md §3)."""
     device: str
     read_bw: float          # bytes/s, a streaming read
     write_bw: float         # bytes/s, a streaming write
@@ -19,7 +19,7 @@ class Ceilings:
         return self.bf16_mma or self.fp8_mma
 
 
-# The SM120 cards we project onto (SM120.md §1): DRAM bandwidth, FP8 and TF32 dense peaks (FP32 accumulate)
+# The SM120 cards we project onto (docs/HARDWARE.md §1): DRAM bandwidth, FP8 and TF32 dense peaks (FP32 accumulate)
 SM120_CARDS = {
     'RTX PRO 6000': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=1000e12, fp4_mma=2000e12, tf32_mma=125e12),
     'RTX 5090': dict(read_bw=1.79e12, write_bw=1.79e12, fp8_mma=990e12, fp4_mma=1670e12, tf32_mma=105e12),
