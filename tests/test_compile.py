@@ -1,6 +1,7 @@
 """Compile-only tests (no GPU): every kernel configuration the heuristics can choose is compiled for sm_120a and
 sm_121a, and its resources are checked: shared memory within 101376 B, no local memory (spills or stack), and
-the intended MMA instructions in the SASS."""
+the intended MMA instructions in the SASS. Also the compile-only tool itself (`python -m deep_gemm.jit`), and that
+CI runs the README's commands."""
 import os
 import re
 
@@ -27,7 +28,8 @@ def reports():
         pytest.skip(reason)
     from deep_gemm import jit
     if jit.find_cuobjdump() is None:
-        pytest.fail('cuobjdump not found: `pip install nvidia-cuda-cuobjdump` (CI installs it) to check the SASS')
+        pytest.fail('cuobjdump not found: `pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm` (./develop.sh '
+                    'installs both) to check the SASS')
     jobs = int(os.environ.get('DG_COMPILE_JOBS', os.cpu_count() or 2))
     return {t: jit.compile_all(t, jobs=jobs) for t in TARGETS}
 
