@@ -29,7 +29,7 @@ python3 -m pip install -q ${tools}
 
 # --use-pep517: an older pip (23.x, as a new venv has) would otherwise run `setup.py develop`, which newer setuptools
 # turn into a `pip install -e .` with build isolation, where torch is missing
-step "building deep_gemm._C against torch and installing deep_gemm in editable mode (about 90 s on 2 cores)"
+step "building deep_gemm._C against torch and installing deep_gemm in editable mode (2 to 4 minutes on 2 cores)"
 python3 -m pip install -q --no-build-isolation --no-deps --use-pep517 -e .
 
 step "checking the build"
