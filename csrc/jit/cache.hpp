@@ -70,14 +70,18 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
     write_file_atomic(path_join(dir, "kernel.log"), output.log);
     write_file_atomic(cubin_path, output.cubin);
     if (get_env_flag("DG_JIT_DUMP_SASS")) {
-        // The toolkit's cuobjdump next to nvcc when there is one, else the pip package's (its `bin` is the sibling
-        // of the `lib` directories NVRTC is looked up in), else the first on PATH
+        // The toolkit's cuobjdump next to nvcc when there is one, else a pip package's (`nvidia/cu13/bin` or
+        // `nvidia/cuda_cuobjdump/bin`, found from the `nvidia/<package>/lib` directories NVRTC is looked up in),
+        // else the first on PATH
         std::string tool = "cuobjdump";
         std::vector<std::string> bins;
         for (const auto& home: {get_env("CUDA_HOME"), JitPaths::get().cuda_home})
             if (not home.empty()) bins.push_back(path_join(home, "bin"));
-        for (const auto& lib: JitPaths::get().nvrtc_dirs)
+        for (const auto& lib: JitPaths::get().nvrtc_dirs) {
             bins.push_back(path_join(lib, "../bin"));
+            for (const auto& package: {"cu13", "cu12", "cuda_cuobjdump"})
+                bins.push_back(path_join(lib, cat("../../", package, "/bin")));
+        }
         for (const auto& bin: bins) {
             if (is_regular_file(path_join(bin, "cuobjdump"))) {
                 tool = path_join(bin, "cuobjdump");
