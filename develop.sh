@@ -9,23 +9,24 @@ cd "$(dirname "$0")"
 step() { echo "develop.sh: $*"; }
 
 step "checking torch in $(command -v python3)"
-python3 -c "import torch" 2>/dev/null || {
+python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" || {
     echo "develop.sh: torch is not installed for $(command -v python3): install a CUDA build of torch first" \
          "(e.g. pip install torch==2.14.1)" >&2
     exit 1
 }
-python3 - <<'EOF'
-import torch
-print(f'develop.sh: torch {torch.__version__} (CUDA {torch.version.cuda or "none: a CPU-only build"})')
-if torch.version.cuda is None:
-    raise SystemExit('develop.sh: this torch is a CPU-only build; deep_gemm needs a CUDA build of torch')
-EOF
 
 # wheel: older setuptools need it for editable installs; numpy: torch warns at every import without it;
 # pytest, cuobjdump and nvdisasm (which `cuobjdump -sass` runs): the tests and the compile-only SASS checks
 tools="ninja pybind11 wheel numpy pytest nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm"
 step "installing build and test tools: ${tools}"
 python3 -m pip install -q ${tools}
+
+python3 - <<'EOF'
+import torch
+print(f'develop.sh: torch {torch.__version__} (CUDA {torch.version.cuda or "none: a CPU-only build"})')
+if torch.version.cuda is None:
+    raise SystemExit('develop.sh: this torch is a CPU-only build; deep_gemm needs a CUDA build of torch')
+EOF
 
 # --use-pep517: an older pip (23.x, as a new venv has) would otherwise run `setup.py develop`, which newer setuptools
 # turn into a `pip install -e .` with build isolation, where torch is missing
