@@ -213,6 +213,10 @@ def main(argv=None):
         print(e, file=sys.stderr)
         return 1
 
+    check_sass = find_cuobjdump() is not None
+    if not check_sass:
+        print('note: cuobjdump not found, so the SASS is not checked (install the `nvidia-cuda-cuobjdump` and '
+              '`nvidia-cuda-nvdisasm` packages, as ./develop.sh does, or a full CUDA toolkit)', flush=True)
     start = time.monotonic()
     width = len(str(len(configs)))
     print(f"{len(configs)} configurations for {args.arch}, {args.jobs} at a time", flush=True)
@@ -226,7 +230,7 @@ def main(argv=None):
         print(f'[{done:>{width}}/{total}] {_row(report, problems)}  ({how}; ETA {_duration(eta)})', flush=True)
 
     try:
-        results = compile_all(args.arch, args.family, args.jobs, sm120_mode=args.sm120_mode, on_result=on_result)
+        results = compile_all(args.arch, args.family, args.jobs, check_sass, args.sm120_mode, on_result)
     except RuntimeError as e:
         print(e, file=sys.stderr)
         return 1
@@ -234,8 +238,9 @@ def main(argv=None):
     cached = sum(r['from_disk_cache'] for r, _ in results)
     for r, p in bad:
         print(f'problem: {_row(r, p)}')
+    unchecked = '' if check_sass else ' (SASS not checked)'
     print(f'{len(results)} configurations for {args.arch} ({cached} from the JIT cache) in '
-          f'{_duration(time.monotonic() - start)}, {len(bad)} with problems')
+          f'{_duration(time.monotonic() - start)}, {len(bad)} with problems{unchecked}')
     return 1 if bad else 0
 
 

@@ -159,6 +159,18 @@ def test_cli_prints_one_line_per_configuration(capsys):
     assert f'{n} configurations for sm_120a' in out and '0 with problems' in out, out
 
 
+def test_cli_without_cuobjdump_checks_resources_and_says_so(monkeypatch, capsys):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from deep_gemm import jit
+    monkeypatch.setattr(jit, 'find_cuobjdump', lambda: None)
+    assert jit.main(['--arch', 'sm_120a', '--family', 'paged_mqa_logits_metadata']) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('note: cuobjdump not found, so the SASS is not checked'), out
+    assert out.rstrip().endswith('0 with problems (SASS not checked)'), out
+
+
 def test_bench_without_gpu_compiles_only_the_requested_families(monkeypatch, capsys):
     from deep_gemm import jit
     from deep_gemm.bench import __main__ as bench
