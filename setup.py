@@ -1,8 +1,8 @@
 """Build `deep_gemm._C`: one small C++ translation unit (pybind11 + torch), no device code.
 
 Kernels are compiled at run time by the JIT (csrc/jit/), so this build needs only a host compiler, torch and
-the CUDA headers. It copes with partial CUDA installs (SM120.md §5): it finds `CUDA_HOME` when torch would guess
-wrong, and adds the header directories that pip-installed CUDA packages use.
+the CUDA headers. It copes with partial CUDA installs (docs/HARDWARE.md §5): it finds `CUDA_HOME` when torch
+would guess wrong, and adds the header directories that pip-installed CUDA packages use.
 """
 import glob
 import os

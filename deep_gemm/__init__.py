@@ -1,5 +1,6 @@
 """deep_gemm for SM120: a drop-in replacement for DeepSeek's DeepGEMM (2.6.1 API) whose kernels are built on
-warp-level `mma.sync`, so they run on consumer/workstation Blackwell (sm_120, sm_121), Ada (sm_89) and Hopper.
+warp-level `mma.sync`, so they run on consumer/workstation Blackwell (sm_120, sm_121) and, for testing, on Hopper
+(sm_90) in SM120 mode.
 
 `import deep_gemm` never raises: without a GPU, a toolkit or even the compiled extension, every name is still
 importable and the error comes at the first kernel call, naming the function, the GPU and what to do.
@@ -14,10 +15,13 @@ from . import utils  # noqa: E402
 from . import testing  # noqa: E402
 from .utils import *  # noqa: E402,F401,F403
 
+from . import _env  # noqa: E402
+_env.warn_unsupported()
+
 try:
     from . import _C
     _C_IMPORT_ERROR = None
-except Exception as _e:  # an ImportError, or an OSError from a broken torch/CUDA install
+except Exception as _e:  # not built (ImportError), or built for another torch/CUDA (ImportError, OSError)
     _C = None
     _C_IMPORT_ERROR = _e
 
@@ -33,11 +37,31 @@ def _device_description():
         return 'an unknown device'
 
 
+def _extension_problem():
+    """Why deep_gemm._C is unavailable, and how to build it (None when it is loaded)."""
+    if _C is not None:
+        return None
+    import importlib.machinery
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    built = [f for f in _os.listdir(here) if f.startswith('_C.') and f.endswith(suffixes)]
+    how = ('`./develop.sh` in a clone of the repository (or `pip install --no-build-isolation .` from the clone), '
+           'against the torch you run with')
+    if built:
+        return (f'the C++ extension deep_gemm._C could not be loaded ({_C_IMPORT_ERROR!r}) from {here}: it was '
+                f'probably built against another torch or CUDA; rebuild it with {how}')
+    # Not built. Python's own message here ("partially initialized module ... circular import") misleads
+    if _os.path.exists(_os.path.join(here, '..', 'setup.py')):
+        return (f'the extension is not built: there is no deep_gemm/_C*.so in {here}. Python imported deep_gemm '
+                f'from this source tree (the current directory, or a path entry ahead of an installed copy): '
+                f'build it in place with `./develop.sh` there, or run Python from another directory to use an '
+                f'installed copy')
+    return f'the extension is not built: there is no deep_gemm/_C*.so in {here}. Build it with {how}'
+
+
 def _missing_extension(name):
     def fn(*args, **kwargs):
-        raise RuntimeError(
-            f'deep_gemm.{name}: the C++ extension deep_gemm._C could not be loaded ({_C_IMPORT_ERROR!r}). '
-            f'Build it with `./develop.sh` (or `pip install --no-build-isolation -e .`) against the installed torch.')
+        raise RuntimeError(f'deep_gemm.{name}: {_extension_problem()}.')
     fn.__name__ = name
     return fn
 
@@ -48,7 +72,7 @@ def _not_on_this_build(name, what):
             f'deep_gemm.{name}: {what} is not implemented in deep_gemm {__version__} '
             f'(running on {_device_description()}). This build provides the indexer '
             f'(fp8_mqa_logits, fp8_paged_mqa_logits, get_paged_mqa_logits_metadata, ...) and tf32_hc_prenorm_gemm '
-            f'on sm_89/sm_90/sm_120/sm_121; install upstream DeepGEMM on Hopper/SM100 for this function.')
+            f'on sm_120/sm_121 (and sm_90 for testing); install upstream DeepGEMM on Hopper/SM100 for this function.')
     fn.__name__ = name
     return fn
 

@@ -4,8 +4,11 @@ import os
 import pytest
 
 # GPU tests plan every kernel for sm_120 (101376 B of shared memory, no clusters) unless told otherwise, so the
-# H100 we test on runs the exact SM120 configurations (SM120.md §4)
+# H100 we test on runs the exact SM120 configurations (docs/HARDWARE.md §4)
 os.environ.setdefault('DG_SM120_MODE', '1')
+# Tests compile hundreds of kernels: no "compiling ..., first use" line for each (tests/test_first_use_message.py
+# checks that message with the variable removed)
+os.environ.setdefault('DG_JIT_QUIET', '1')
 
 
 def _gpu_reason():
@@ -14,10 +17,10 @@ def _gpu_reason():
     except Exception as e:  # pragma: no cover
         return f'torch is not importable: {e}'
     if not torch.cuda.is_available():
-        return 'no CUDA GPU on this machine (GPU tests run on the lent GPU: benchmarks/device_check.sh)'
+        return 'no CUDA GPU on this machine; GPU tests run with `pytest -m gpu` on a machine that has one'
     import deep_gemm
     if deep_gemm._C is None:
-        return f'deep_gemm._C is not built: {deep_gemm._C_IMPORT_ERROR!r}'
+        return deep_gemm._extension_problem()
     return None
 
 

@@ -9,7 +9,8 @@ import pytest
 
 import deep_gemm
 
-DESIGN = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'design', 'API_SURFACE.md')
+# The project's design notes live outside the repository: point DG_DESIGN_DIR at their directory to check them
+DESIGN_DIR = os.environ.get('DG_DESIGN_DIR', '')
 
 RUNTIME = ['set_num_sms', 'get_num_sms', 'set_tc_util', 'get_tc_util', 'set_pdl', 'get_pdl',
            'set_ignore_compile_dims', 'set_block_size_multiple_of', 'set_mk_alignment_for_contiguous_layout',
@@ -46,9 +47,11 @@ def test_top_level_name_exists(name):
 
 def test_api_surface_document_is_covered():
     """Every backticked name of API_SURFACE.md is importable (guards against the lists above drifting)."""
-    if not os.path.exists(DESIGN):
-        pytest.skip(f'design document not found at {DESIGN}')
-    text = open(DESIGN).read()
+    if not DESIGN_DIR:
+        pytest.skip('DG_DESIGN_DIR is not set (the directory holding API_SURFACE.md, a list of upstream names)')
+    path = os.path.join(DESIGN_DIR, 'API_SURFACE.md')
+    assert os.path.isfile(path), f'DG_DESIGN_DIR={DESIGN_DIR!r} holds no API_SURFACE.md'
+    text = open(path).read()
     names = set(re.findall(r'`([A-Za-z_][A-Za-z0-9_]*)`', text))
     names -= {'deep_gemm', 'utils', 'testing', 'init_dist', 'uneven_all_gather', 'hasattr'}
     missing = sorted(n for n in names if not hasattr(deep_gemm, n) and not hasattr(deep_gemm.utils, n))
@@ -126,7 +129,7 @@ def test_import_without_toolkit():
                     {'CUDA_HOME': '/nonexistent', 'PATH': '/usr/bin:/bin', 'DG_JIT_NVCC_COMPILER': '/nonexistent/nvcc'})
     assert r.returncode == 0, r.stderr
     if deep_gemm._C is None:
-        pytest.skip(f'deep_gemm._C is not built: {deep_gemm._C_IMPORT_ERROR!r}')
+        pytest.skip(deep_gemm._extension_problem())
     r = _run_python('import deep_gemm, os; os.environ["DG_JIT_CACHE_DIR"] = "/tmp/dg_no_nvcc_cache"\n'
                     'deep_gemm._C.compile_kernel_config("sm_120a", 0)',
                     {'DG_JIT_NVCC_COMPILER': '/nonexistent/nvcc', 'DG_JIT_CACHE_DIR': '/tmp/dg_no_nvcc_cache'})
@@ -161,3 +164,51 @@ def test_every_python_package_is_installed():
     on_disk = {os.path.relpath(d, root).replace(os.sep, '.') for d, _, files in os.walk(os.path.join(root, 'deep_gemm'))
                if any(f.endswith('.py') for f in files) and '__pycache__' not in d and 'include' not in d}
     assert on_disk <= found, f'packages without __init__.py (left out of wheels): {sorted(on_disk - found)}'
+
+
+# Drops setuptools' editable-install finder, which would otherwise serve `deep_gemm._C` from an installed tree
+_NO_EDITABLE_FINDER = ("import sys\n"
+                       "sys.meta_path[:] = [f for f in sys.meta_path\n"
+                       "                    if not type(f).__module__.startswith('__editable__')\n"
+                       "                    and not getattr(f, '__module__', '').startswith('__editable__')]\n")
+
+
+@pytest.mark.parametrize('source_tree', [True, False])
+def test_unbuilt_extension_says_so(tmp_path, source_tree):
+    """Python run inside an unbuilt tree (where its own message blames a circular import) or any other
+    directory: the call says the extension is not built and how to build it."""
+    import shutil
+    root = os.path.join(os.path.dirname(__file__), '..')
+    shutil.copytree(os.path.join(root, 'deep_gemm'), tmp_path / 'deep_gemm',
+                    ignore=shutil.ignore_patterns('_C.*', '__pycache__', 'include'))
+    if source_tree:
+        shutil.copy(os.path.join(root, 'setup.py'), tmp_path)
+    code = _NO_EDITABLE_FINDER + ('import deep_gemm\n'
+                                  'assert deep_gemm._C is None, deep_gemm._C\n'
+                                  'deep_gemm.fp8_paged_mqa_logits()\n')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith('RuntimeError: deep_gemm.fp8_paged_mqa_logits: the extension is not built'), r.stderr
+    assert './develop.sh' in last and 'circular import' not in last, last
+    assert ('run Python from another directory' in last) == source_tree, last
+
+
+def test_unsupported_upstream_variables_are_named_in_one_warning():
+    code = ('import warnings\n'
+            'with warnings.catch_warnings(record=True) as w:\n'
+            '    warnings.simplefilter("always")\n'
+            '    import deep_gemm\n'
+            'msgs = [str(x.message) for x in w if "upstream DeepGEMM environment variables" in str(x.message)]\n'
+            'print(len(msgs)); print(msgs[0] if msgs else "")\n')
+    r = _run_python(code, {'DG_JIT_CPP_STANDARD': '20', 'DG_JIT_DUMP_ASM': '1', 'DG_JIT_USE_RUNTIME_API': '0',
+                           'DG_USE_TEMP_CUBLASLT_WORKSPACE': '1'})
+    assert r.returncode == 0, r.stderr
+    count, message = r.stdout.splitlines()[:2]
+    assert count == '1', r.stdout
+    assert 'DG_JIT_CPP_STANDARD' in message and 'DG_JIT_DUMP_ASM' in message and \
+        'DG_USE_TEMP_CUBLASLT_WORKSPACE' in message, message
+    assert 'DG_JIT_USE_RUNTIME_API' not in message, 'a variable set to 0 (upstream: off) changes nothing'
+    from deep_gemm import _env
+    assert _env.unsupported_set({'DG_SKIP_CUDA_BUILD': '1', 'DG_JIT_CACHE_DIR': '/x'}) == ['DG_SKIP_CUDA_BUILD']
+    assert _env.unsupported_set({}) == []

@@ -169,7 +169,8 @@ def test_fp4_cuda_graph(clean):
 
 @gpu
 def test_fp4_mma_form_cross_check(monkeypatch):
-    """The one-time check of the candidate FP4 form against the portable twin (SM120.md §4), forced on any GPU."""
+    """The one-time check of the candidate FP4 form against the portable twin (docs/HARDWARE.md §4),
+    forced on any GPU."""
     inp, ks, ke, log = common.mma_form_cross_check(FP4, monkeypatch, 'fp4_mqa_logits', 'FP4 H=16 D=64')
     assert len(log) == 1 and log[0][1] is False and 'fp4_mqa_logits' in log[0][0], log
     monkeypatch.delenv('DG_SM120_MMA_CHECK')

@@ -166,7 +166,8 @@ def test_cuda_graph(clean):
 
 @gpu
 def test_mma_form_cross_check(monkeypatch):
-    """The one-time check of the candidate FP8 MMA form against the plain twin (SM120.md §4), forced on any GPU."""
+    """The one-time check of the candidate FP8 MMA form against the plain twin (docs/HARDWARE.md §4),
+    forced on any GPU."""
     inp, ks, ke, log = common.mma_form_cross_check(FP8, monkeypatch, 'fp8_mqa_logits', 'H=16 D=64')
     assert len(log) == 1 and log[0][1] is False, log
     common.mma_form_env(FP8, monkeypatch, inp, ks, ke, 'DG_SM120_FP8_MMA', 'plain')

@@ -228,7 +228,7 @@ def test_mma_loop_counts(cubins, target, kind):
     assert loop.depth == 0 and loop.role == 'mma'
     assert not k.unclassified, k.unclassified
     if (target, kind) == ('sm_90a', 0):
-        # ptxas' emulation converts the FP8 operands to F16 (SM120.md §2)
+        # ptxas' emulation converts the FP8 operands to F16 (docs/HARDWARE.md §2)
         assert loop.counts.get('conversion', 0) >= 8 and loop.pipes.get('unpack', 0) >= 8, where
     assert k.max_threads == 128 and k.registers > 0 and k.static_smem >= 16384
 
@@ -333,7 +333,7 @@ def test_tensor_kinds():
 
 # ------------------------------------------------------------------------------------------------ the table
 _SOURCE_KEYS = ('BW-RTX', 'PRO6000', 'GB10', 'H100', 'H200', 'ADA-WP', 'CUDA-PG', 'NCU', 'PERF', 'LUO24',
-                'SM120.md', 'GEMM.md', 'the card', 'torch.cuda', 'compute capability')
+                'docs/HARDWARE.md', 'GEMM.md', 'the card', 'torch.cuda', 'compute capability')
 
 
 @pytest.mark.parametrize('name', sorted(gpus.GPUS))

@@ -30,8 +30,11 @@ struct CubinEntry {
     bool from_disk = false;
 };
 
-// Compile (or fetch from disk) the cubin of one generated source for one architecture
-inline CubinEntry get_cubin(const std::string& symbol, const std::string& source, const std::string& arch) {
+// Compile (or fetch from disk) the cubin of one generated source for one architecture. `announce`: say on stderr
+// that a kernel is being compiled (a kernel call's first use: it takes seconds) unless `DG_JIT_QUIET` is set; the
+// compile-only tool prints its own progress and leaves it off.
+inline CubinEntry get_cubin(const std::string& symbol, const std::string& source, const std::string& arch,
+                            bool announce = false) {
     auto& compiler = get_compiler();
     Hasher h;
     h.update(source);
@@ -52,6 +55,9 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
         return {read_file(cubin_path), log, dir, true};
     }
 
+    if (announce and not get_env_flag("DG_JIT_QUIET"))
+        std::fprintf(stderr, "deep_gemm: compiling %s for %s, first use (cached afterwards in %s; "
+                     "DG_JIT_QUIET=1 silences this)\n", symbol.c_str(), arch.c_str(), cache_root().c_str());
     const auto start = std::chrono::steady_clock::now();
     auto output = compiler.compile(source, arch, true);
     if (debug) {
@@ -64,11 +70,24 @@ inline CubinEntry get_cubin(const std::string& symbol, const std::string& source
     write_file_atomic(path_join(dir, "kernel.log"), output.log);
     write_file_atomic(cubin_path, output.cubin);
     if (get_env_flag("DG_JIT_DUMP_SASS")) {
-        // The toolkit's cuobjdump next to nvcc when there is one, else the first on PATH
+        // The toolkit's cuobjdump next to nvcc when there is one, else a pip package's (`nvidia/cu13/bin` or
+        // `nvidia/cuda_cuobjdump/bin`, found from the `nvidia/<package>/lib` directories NVRTC is looked up in),
+        // else the first on PATH
         std::string tool = "cuobjdump";
+        std::vector<std::string> bins;
         for (const auto& home: {get_env("CUDA_HOME"), JitPaths::get().cuda_home})
-            if (not home.empty() and is_regular_file(path_join(home, "bin/cuobjdump")))
-                tool = path_join(home, "bin/cuobjdump");
+            if (not home.empty()) bins.push_back(path_join(home, "bin"));
+        for (const auto& lib: JitPaths::get().nvrtc_dirs) {
+            bins.push_back(path_join(lib, "../bin"));
+            for (const auto& package: {"cu13", "cu12", "cuda_cuobjdump"})
+                bins.push_back(path_join(lib, cat("../../", package, "/bin")));
+        }
+        for (const auto& bin: bins) {
+            if (is_regular_file(path_join(bin, "cuobjdump"))) {
+                tool = path_join(bin, "cuobjdump");
+                break;
+            }
+        }
         const auto [code, sass] = run_command(shell_quote(tool) + " -sass " + shell_quote(cubin_path));
         std::fprintf(stderr, "%s\n", code == 0 ? sass.c_str() : cat("deep_gemm: DG_JIT_DUMP_SASS: ", tool,
                      " failed: ", sass).c_str());
@@ -153,7 +172,7 @@ public:
                 return it->second;
         }
         // NOTES: compile without holding the lock, so other kernels stay usable meanwhile
-        const auto entry = get_cubin(symbol, source, arch);
+        const auto entry = get_cubin(symbol, source, arch, true);
         if (get_env_flag("DG_JIT_PTXAS_CHECK")) {
             const auto usage = parse_ptxas_log(entry.log, symbol);
             DG_RUNTIME_CHECK(usage.stack_frame == 0 and usage.spill_stores == 0 and usage.spill_loads == 0,

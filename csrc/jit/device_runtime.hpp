@@ -33,7 +33,7 @@ public:
 
     static const cudaDeviceProp& props(int device = -1) {
         DG_RUNTIME_CHECK(at::cuda::is_available(), "deep_gemm: no CUDA device is visible to this process "
-                         "(torch.cuda.is_available() is False); deep_gemm kernels need an NVIDIA GPU of sm_89 or newer");
+                         "(torch.cuda.is_available() is False); deep_gemm kernels need an NVIDIA GPU (sm_120 / sm_121; sm_90 for testing)");
         if (device < 0)
             device = c10::cuda::current_device();
         return *at::cuda::getDeviceProperties(device);

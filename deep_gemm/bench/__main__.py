@@ -117,7 +117,7 @@ def main(argv=None):
     if not torch.cuda.is_available():
         return model_only(args, 'torch.cuda.is_available() is False')
     if deep_gemm._C is None:
-        print(f'deep_gemm._C is not built: {deep_gemm._C_IMPORT_ERROR!r}')
+        print(f'deep_gemm: {deep_gemm._extension_problem()}')
         return 1
 
     from .ceilings import measure

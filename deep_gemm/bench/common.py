@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Ceilings:
-    """What this GPU can do, measured in the same run as the kernels (SM120.md §3)."""
+    """What this GPU can do, measured in the same run as the kernels (docs/HARDWARE.md §3)."""
     device: str
     read_bw: float          # bytes/s, a streaming read
     write_bw: float         # bytes/s, a streaming write
@@ -34,7 +34,7 @@ def _sm120_roofline_cards():
     return cards
 
 
-# The SM120 cards we project onto with the roofline (SM120.md §1): DRAM bandwidth, FP8 / FP4 / TF32 dense peaks
+# The SM120 cards we project onto with the roofline (docs/HARDWARE.md §1): DRAM bandwidth, FP8 / FP4 / TF32 dense peaks
 SM120_CARDS = _sm120_roofline_cards()
 
 

@@ -171,5 +171,5 @@ def run(ceilings) -> list:
                     bytes_read=bytes_read, bytes_written=pairs * 4, flops=2 * H * D * pairs, mma='fp4_mma',
                     check=check,
                     notes=[f'this GPU (sm_{arch[0]}{arch[1]}) runs {form}; the floor here uses the BF16 mma.sync '
-                           f'ceiling, the SM120 columns the cards\' FP4 peaks (SM120.md §1)']))
+                           f'ceiling, the SM120 columns the cards\' FP4 peaks (docs/HARDWARE.md §1)']))
     return rows

@@ -1,7 +1,7 @@
 #pragma once
 
 // Config choice for the ragged (prefill) FP8 / FP4 MQA logits kernel (`impls/sm120_fp8_mqa_logits.cuh`), and the
-// choice between the two FP8 `mma.sync` forms and the two FP4 forms (SM120.md §1, §4).
+// choice between the two FP8 `mma.sync` forms and the two FP4 forms (docs/HARDWARE.md §1, §4).
 
 #include <algorithm>
 #include <string>

@@ -145,7 +145,7 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
                     a.num_q, a.num_k, a.max_seqlen_k, num_splits, static_cast<int>(a.clean_logits));
 }
 
-// --- The one-time cross-check of the block-scaled FP8 form against its plain twin (SM120.md §4) ---------------------
+// --- The one-time cross-check of the block-scaled FP8 form against its plain twin (docs/HARDWARE.md §4) -------------
 // Runs candidate and twin on a small random input (fixed seed, local generator: the caller's RNG is untouched)
 inline MmaCheckResult cross_check_ragged_mqa_logits(const RaggedMqaLogitsConfig& candidate, const ArchSpec& arch,
                                                     int device, cudaStream_t stream, bool inject_fault) {

@@ -251,7 +251,7 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
 }
 
 // ------------------------------------------------------------------------------- the sm_120 MMA-form cross-check
-// NOTES: SM120.md §4, through the shared `MmaCrossCheck`: the sm_120-only form of a config (FP8 block-scaled,
+// NOTES: docs/HARDWARE.md §4, through the shared `MmaCrossCheck`: the sm_120-only form of a config (FP8 block-scaled,
 // FP4 native) runs once against its portable twin (FP8 plain, FP4 portable) on a small paged input with a
 // permuted block table, 2-D lengths and next_n = 2; both outputs start as zeros, so whole tensors compare.
 inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candidate, int device, cudaStream_t stream,

@@ -1,6 +1,6 @@
 #pragma once
 
-// The one-time cross-check of SM120.md §4, shared by every kernel family. An MMA form that only sm_120a/sm_121a
+// The one-time cross-check of docs/HARDWARE.md §4, shared by every kernel family. An MMA form that only sm_120a/sm_121a
 // can execute (block-scaled FP8 at full rate, native FP4) is used only after it has agreed with its portable twin
 // on a small random input, once per (family, configuration, device) and process. On disagreement: one warning,
 // and the twin from then on. A family supplies only `run(inject_fault) -> MmaCheckResult`.

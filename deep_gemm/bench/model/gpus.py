@@ -16,7 +16,7 @@ Public sources, cited by key:
            228 KB shared memory per SM (227 KB per block), 64K registers per SM, 2048 threads per SM
   H200     NVIDIA H200 datasheet: same GH100 SM count (132) and L2 as H100 SXM, 4.8 TB/s HBM3e
   ADA-WP   NVIDIA Ada GPU architecture whitepaper: GeForce lists FP8 / FP16 with FP32 accumulate at half the FP16-
-           accumulate rate (RTX 4090: 330.3 vs 660.6 TFLOPS FP8); GEMM.md §5 and SM120.md §1 carry the same for the 5090
+           accumulate rate (RTX 4090: 330.3 vs 660.6 TFLOPS FP8); GEMM.md §5 and docs/HARDWARE.md §1 carry the same for the 5090
   CUDA-PG  CUDA C++ Programming Guide, "Arithmetic Instructions" throughput table and "Compute Capabilities"
            table (cc 9.0: 128 FP32, 64 INT32 add/logic/compare, 64 IMAD, 16 conversions, 16 MUFU, 32 shuffles per
            clock per SM; 64K 32-bit registers per SM; 32 resident blocks per SM on 9.0, 32 on 12.x with 1536 threads
@@ -75,12 +75,12 @@ def _every_sm_pipes():
 
 def _sm120_common(geforce: bool, source_tensor: str):
     """The GB202/GB10 SM (sm_120 / sm_121): what the RTX parts share. `geforce`: FP8/FP16 with FP32 accumulate at
-    half rate (the plain forms); the block-scaled FP8 form runs at the full rate (SM120.md §1)."""
+    half rate (the plain forms); the block-scaled FP8 form runs at the full rate (docs/HARDWARE.md §1)."""
     half = 'ADA-WP (GeForce: FP32-accumulate forms at half the FP16-accumulate rate)'
     full = 'PRO6000 (FP32-accumulate listed at the full rate)'
     return dict(
         tensor={
-            _FP8_SF: P(2048, source_tensor + '; block-scaled form at the full FP8 rate: SM120.md §1 / GEMM.md §5 '
+            _FP8_SF: P(2048, source_tensor + '; block-scaled form at the full FP8 rate: docs/HARDWARE.md §1 / GEMM.md §5 '
                        '(not yet measured on a card)'),
             _FP8: P(1024 if geforce else 2048, half if geforce else full),
             _FP8_F16: P(2048, source_tensor),
@@ -99,10 +99,10 @@ def _sm120_common(geforce: bool, source_tensor: str):
             'unpack': P(0.25, 'GUESS: as sm_90 (derived there from PERF\'s FP8 ceiling loop); our sm_120a kernels '
                               'use native FP8/FP4 MMAs and no unpacks in their loops'),
         },
-        max_threads_per_sm=P(1536, 'CUDA-PG: 1536 threads (48 warps) per SM on cc 12.x; SM120.md §1'),
+        max_threads_per_sm=P(1536, 'CUDA-PG: 1536 threads (48 warps) per SM on cc 12.x; docs/HARDWARE.md §1'),
         max_ctas_per_sm=P(32, 'CUDA-PG: 32 resident blocks per SM (cc 12.x)'),
         smem_per_sm=P(102400, 'CUDA-PG: 100 KB shared memory per SM on cc 12.x'),
-        smem_per_block=P(101376, 'CUDA-PG: 99 KB opt-in per block; SM120.md §1 (101376 B)'),
+        smem_per_block=P(101376, 'CUDA-PG: 99 KB opt-in per block; docs/HARDWARE.md §1 (101376 B)'),
         dram_efficiency=P(0.88, 'GUESS: sustained streaming read / spec bandwidth for GDDR7 (the H100 reaches '
                                 '0.85 of HBM3 spec in PERF); to be replaced by a measured ceiling'),
         dram_latency=P(700e-9, 'GUESS: loaded DRAM round trip on GDDR7 (LUO24 gives ~480 cycles unloaded on HBM)'),

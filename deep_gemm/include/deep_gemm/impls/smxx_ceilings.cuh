@@ -1,6 +1,6 @@
 #pragma once
 
-// Micro-kernels that measure this GPU's ceilings in the same run as the real kernels (SM120.md §3):
+// Micro-kernels that measure this GPU's ceilings in the same run as the real kernels (docs/HARDWARE.md §3):
 // a streaming read, a streaming write, and FP8 / TF32 / BF16 `mma.sync` loops with independent accumulators.
 
 #include "../common/types.cuh"

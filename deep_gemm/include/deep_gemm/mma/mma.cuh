@@ -10,7 +10,7 @@
 //     converts both operands per MMA and adds each partial with FADDs); same products, FP32 accumulation, so
 //     results agree with the other forms to rounding, not bitwise;
 //   - block-scaled `kind::mxf8f6f4 ... scale_vec::1X ... .ue8m0` with every scale 2^0: full rate on sm_120a/121a,
-//     and only there (SM120.md §1).
+//     and only there (docs/HARDWARE.md §1).
 
 #include "../common/types.cuh"
 
