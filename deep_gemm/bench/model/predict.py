@@ -296,7 +296,11 @@ def _simulate_sm(gpu, lat, warp_loops, schedulers, max_instructions=60000):
 
 def predict(work: Work, gpu) -> Prediction:
     k = work.kernel
-    smem = k.static_smem + work.dynamic_smem
+    # cuobjdump's SHARED of a kernel that uses shared memory includes the 1 KB the system reserves per block (cc >= 8:
+    # an sm_120a kernel with only dynamic shared memory shows SHARED:1024); `occupancy` adds that reservation itself
+    # and checks the per-block opt-in limit against the user's bytes alone
+    static = max(0, k.static_smem - gpu.smem_reserved_per_block) if k.static_smem else 0
+    smem = static + work.dynamic_smem
     resident, limit = occupancy(gpu, work.threads, k.registers, smem, k.max_threads)
     if resident < 1:
         raise ValueError(f'predict: {k.name} cannot run on {gpu.name}: {limit} allow no CTA per SM '
