@@ -147,30 +147,33 @@ def test_print_configs_follows_the_environment_between_warm_calls(monkeypatch, c
 
 
 @gpu
-@pytest.mark.skipif(torch.cuda.get_device_capability() != (9, 0) if torch.cuda.is_available() else True,
-                    reason='the F16 route and its q placement exist on sm_90 only')
-def test_sm90_q_placement_follows_the_environment_between_warm_calls(monkeypatch, capfd):
-    # The same variable changed in place (not added or removed) between warm calls: the next call's config follows
-    c = make_case(3, 1, 64, 128, 64, 300, seed=25)
+def test_config_follows_the_environment_between_warm_calls(monkeypatch, capfd):
+    # The same variable changed in place (not added or removed) between warm calls: the next call's config follows.
+    # DG_SM120_MODE changes the stage count of the portable FP4 config (its q regions take 64 KB of sm_120's shared
+    # memory); the expected descriptions come from the compile-only enumeration for this GPU's target
+    import test_fp4_paged_mqa_logits as fp4
+    major, minor = torch.cuda.get_device_capability()
+    target = f'sm_{major}{minor}' + ('a' if major >= 9 else '')
+    expected = {}
+    for mode in (False, True):
+        descs = [c['description'] for c in deep_gemm._C.list_kernel_configs(target, mode)
+                 if c['family'] == 'paged_mqa_logits' and c['description'].startswith('FP4 H=64 D=128 block_kv=64 ')
+                 and 'fp4_portable' in c['description']]
+        assert len(descs) == 1, (target, mode, descs)
+        expected[mode] = descs[0]
+    c = fp4.make_fp4_case(3, 1, 64, 128, 64, 300, seed=25)
     meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
     monkeypatch.setenv('DG_PRINT_CONFIGS', '1')
-    monkeypatch.delenv('DG_SM90_FP8_MMA', raising=False)
-    outs = []
-    for q_place in ('smem', 'regs', 'smem', 'regs'):
-        monkeypatch.setenv('DG_SM90_F16_Q', q_place)
+    monkeypatch.setenv('DG_SM120_FP4_MMA', 'portable')
+    for mode in ('1', '0', '1', '0'):
+        monkeypatch.setenv('DG_SM120_MODE', mode)
         capfd.readouterr()
-        outs.append(run(c, meta))
+        out = fp4.run(c, meta)
         torch.cuda.synchronize()
         printed = capfd.readouterr().err
-        assert 'mma=f16' in printed and (' q=smem' in printed) == (q_place == 'smem'), (q_place, printed)
-        check(c, outs[-1])
-    monkeypatch.setenv('DG_SM90_FP8_MMA', 'plain')
-    capfd.readouterr()
-    check(c, run(c, meta))
-    torch.cuda.synchronize()
-    assert 'mma=plain' in capfd.readouterr().err
-    monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
-    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
-        run(c, meta)
-    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
-        run(c, meta)    # an invalid value is never kept: every call reports it
+        assert expected[mode == '1'] in printed, (mode, expected, printed)
+        fp4.check(c, out)
+    monkeypatch.setenv('DG_SM120_FP4_MMA', 'fast')
+    for _ in range(2):      # an invalid value is never kept: every call reports it
+        with pytest.raises(ValueError, match="DG_SM120_FP4_MMA must be 'portable' or 'native'; got 'fast'"):
+            fp4.run(c, meta)

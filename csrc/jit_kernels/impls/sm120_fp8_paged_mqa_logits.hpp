@@ -63,34 +63,21 @@ struct PagedMQALogitsConfig {
     int num_heads = 64, head_dim = 128, block_kv = 64, num_stages = 2;
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
-    bool q_smem = false;        // portable FP4 / F16 route: q converted once per row into shared memory
-    bool f16_mma = false;       // FP8 on sm_90: operands converted to F16 once per k step (`choose_f16_fp8_mma`)
-    int consumer_warps = PagedMQALogitsHeuristics::kNumConsumerWarps;
-    int q_regions = 0;          // q_smem: one per consumer warp, or (fewer, F16 route) one per row slot, shared
+    bool q_smem = false;        // portable FP4: q dequantized once per row into a shared-memory region per warp
 
     // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
-    // `q_aligned16`: q's rows start 16-byte aligned (the F16 route's q-in-shared-memory loads are 16-byte vectors)
-    // `next_n`: the F16 route with q in shared memory shares it among 8 consumer warps for next_n <= 2
-    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     bool f16 = false, bool q_aligned16 = true, int next_n = 1) {
+    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast) {
         using H = PagedMQALogitsHeuristics;
         PagedMQALogitsConfig c;
         c.num_heads = h, c.head_dim = d, c.block_kv = bkv, c.fp4 = fp4, c.fast_mma = fast;
-        c.f16_mma = f16 and not fp4 and not fast;
-        c.q_smem = fp4 ? H::fp4_q_smem(h, d, fast) : c.f16_mma and q_aligned16 and H::f16_q_smem(h, d);
-        const bool shared = c.q_smem and c.f16_mma and H::shared_q(next_n);
-        c.consumer_warps = shared ? 8 : H::kNumConsumerWarps;
-        c.q_regions = c.q_smem ? (shared ? H::kSharedQBuffers : c.consumer_warps) : 0;
+        c.q_smem = fp4 and H::fp4_q_smem(h, d, fast);
         c.num_stages = H::num_stages(arch, c.row_bytes(), bkv, c.q_bytes());
         return c;
     }
 
-    int q_bytes() const {
-        return PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim, q_regions, q_regions < consumer_warps);
-    }
-
+    int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
     int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
-    int num_threads() const { return PagedMQALogitsHeuristics::num_threads(consumer_warps); }
+    int num_threads() const { return PagedMQALogitsHeuristics::kNumThreads; }
     std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
     int smem_bytes() const {
         return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages, q_bytes());
@@ -101,8 +88,7 @@ struct PagedMQALogitsConfig {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(q_smem) << 34 | static_cast<uint64_t>(f16_mma) << 35 |
-               static_cast<uint64_t>(consumer_warps) << 36 | static_cast<uint64_t>(q_regions) << 44;
+               static_cast<uint64_t>(q_smem) << 34;
     }
 
     std::string generate() const {
@@ -116,8 +102,7 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   q_smem ? "true" : "false", ", ", f16_mma ? "true" : "false", ", ", consumer_warps, ", ",
-                   q_regions == 0 ? consumer_warps : q_regions, ">(\n",
+                   q_smem ? "true" : "false", ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -125,29 +110,24 @@ struct PagedMQALogitsConfig {
     }
 
     std::string describe() const {
-        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable")
-                               : (fast_mma ? "block_scaled" : (f16_mma ? "f16" : "plain"));
+        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
-                   num_stages, " mma=", form, q_smem ? (q_regions < consumer_warps ? " q=smem,shared" : " q=smem") : "",
-                   consumer_warps != PagedMQALogitsHeuristics::kNumConsumerWarps ? cat(" warps=", consumer_warps) : "");
+                   num_stages, " mma=", form, q_smem ? " q=smem" : "");
     }
 
+    // sm_90 has no FP8 `mma.sync`: ptxas emulates the plain form (F16 conversions and HMMAs)
     std::vector<std::string> expected_sass(const ArchSpec& arch) const {
-        if (fp4) {
-            if (fast_mma)
-                return {"OMMA.SF.16864"};
-            return {"HMMA.16816.F32.BF16"};
-        }
+        if (fp4)
+            return {fast_mma ? "OMMA.SF.16864" : "HMMA.16816.F32.BF16"};
         if (arch.is_sm120_family())
             return {fast_mma ? "QMMA.SF" : "QMMA.16832"};
-        if (f16_mma)
-            return {"F2FP.F16.E4M3.UNPACK_B", "HMMA.16816.F32"};
+        if (arch.major == 9)
+            return {"HMMA.16816.F32"};
         return {};
     }
 
     // Every config the heuristics can pick: FP8 with both MMA forms where the block-scaled one exists (the plain
-    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback; on sm_90 the F16 route and, with
-    // `DG_SM90_FP8_MMA=plain`, the emulated plain form), FP4 with the portable form (q in shared
+    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form (q in shared
     // memory for H = 64, D = 128) and, where it exists, the native one
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
@@ -160,22 +140,13 @@ struct PagedMQALogitsConfig {
             specs.push_back({"paged_mqa_logits", c.symbol(), c.generate(), c.describe(), c.num_threads(),
                              c.smem_bytes(), c.expected_sass(arch)});
         };
-        for (const int h: {8, 16, 32, 64})
-            for (const int d: {32, 64, 128})
-                for (const int bkv: {32, 64})
-                    for (const bool fast: forms) {
-                        add(make(arch, h, d, bkv, false, fast));
-                        if (arch.major == 9) {
-                            add(make(arch, h, d, bkv, false, fast, true, true, 1));
-                            if (not fast and h == 64 and d == 128)   // the shared-q form is next_n <= 2 only
-                                add(make(arch, h, d, bkv, false, fast, true, true, 3));
-                        }
-                    }
-        for (const int h: {8, 16, 32, 64})
-            for (const int d: {64, 128})
-                for (const int bkv: {32, 64})
-                    for (const bool fast: forms)
-                        add(make(arch, h, d, bkv, true, fast));
+        for (const bool fp4: {false, true})
+            for (const int h: {8, 16, 32, 64})
+                for (const int d: {32, 64, 128})
+                    for (const int bkv: {32, 64})
+                        for (const bool fast: forms)
+                            if (not fp4 or d != 32)
+                                add(make(arch, h, d, bkv, fp4, fast));
         return specs;
     }
 };
@@ -333,21 +304,18 @@ inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int devic
 }
 
 // ------------------------------------------------------------------------------------------ the warm-path plan
-// NOTES: the config a logits call launches with follows from (device, FP8 or FP4, H, D, block_kv, q's 16-byte
-// alignment, whether next_n allows the shared q), the `DG_*` environment (DG_SM120_MODE through the arch spec, DG_SM120_FP8_MMA / DG_SM120_FP4_MMA,
-// DG_SM90_FP8_MMA, DG_SM90_F16_Q, DG_SM120_MMA_CHECK, DG_PRINT_CONFIGS) and, only for an sm_120-only MMA form not
-// yet validated on hardware, the cross-check's state. Each thread keeps its last few plans, dropped as soon as
-// any `DG_*` variable changes (`DgEnvWatch`, one pass over the environment instead of five `getenv` calls, the arch
-// spec's lock and a `make` per call). A plan whose MMA form depends on the cross-check keeps `settled` false,
+// NOTES: the config a logits call launches with follows from (device, FP8 or FP4, H, D, block_kv), the `DG_*`
+// environment (DG_SM120_MODE through the arch spec, DG_SM120_FP8_MMA / DG_SM120_FP4_MMA, DG_SM120_MMA_CHECK,
+// DG_PRINT_CONFIGS) and, only for an sm_120-only MMA form not yet validated on hardware, the cross-check's state.
+// Each thread keeps its last few plans, dropped as soon as any `DG_*` variable changes (`DgEnvWatch`: the one
+// warm-path policy of docs/DEVELOPING.md). A plan whose MMA form depends on the cross-check keeps `settled` false,
 // and the call resolves that form as before (so `_mma_cross_check_reset` and capture-time deferral still apply).
 // Errors (an invalid variable value) are thrown while planning and nothing is kept, so every call throws again.
 struct PagedLogitsPlan {
     int device = -1, h = 0, d = 0, bkv = 0;
-    bool fp4 = false, q_aligned16 = false;
-    bool shared_q = false;              // `PagedMQALogitsHeuristics::shared_q(next_n)`: the config depends on next_n
+    bool fp4 = false;
     uint64_t generation = 0;            // `DgEnvWatch` generation the plan was made under (0: empty slot)
     const ArchSpec* arch = nullptr;     // `cached_arch_spec` (stable for the life of the process)
-    bool f16 = false;                   // `choose_f16_fp8_mma`
     bool settled = false;               // `config.fast_mma` is final (no cross-check involved)
     bool print = false;                 // DG_PRINT_CONFIGS
     PagedMQALogitsConfig config;        // the final config if `settled`, else the candidate to resolve
@@ -365,23 +333,19 @@ public:
     }
 
     // The reference stays valid until this thread's next call
-    const PagedLogitsPlan& find(int device, bool fp4, int h, int d, int bkv, bool q_aligned16, int next_n) {
+    const PagedLogitsPlan& find(int device, bool fp4, int h, int d, int bkv) {
         const uint64_t generation = DgEnvWatch::get().generation();
-        const bool shared_q = PagedMQALogitsHeuristics::shared_q(next_n);
         for (const auto& p: slots)
             if (p.generation == generation and p.device == device and p.fp4 == fp4 and p.h == h and p.d == d and
-                p.bkv == bkv and p.q_aligned16 == q_aligned16 and p.shared_q == shared_q)
+                p.bkv == bkv)
                 return p;
         PagedLogitsPlan p;
-        p.device = device, p.fp4 = fp4, p.h = h, p.d = d, p.bkv = bkv, p.q_aligned16 = q_aligned16;
-        p.shared_q = shared_q;
+        p.device = device, p.fp4 = fp4, p.h = h, p.d = d, p.bkv = bkv;
         p.arch = &cached_arch_spec(device);
         // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
-        // fail, the portable form (re-planned: FP4's q placement and stages depend on the form). On sm_90 FP8 takes
-        // the F16 route, whose q-in-shared-memory loads need q's rows 16-byte aligned.
+        // fail, the portable form (re-planned: FP4's q placement and stages depend on the form)
         const bool want_fast = fp4 ? choose_native_fp4_mma(*p.arch) : choose_block_scaled_fp8_mma(*p.arch);
-        p.f16 = not fp4 and choose_f16_fp8_mma(*p.arch);
-        p.config = PagedMQALogitsConfig::make(*p.arch, h, d, bkv, fp4, want_fast, p.f16, q_aligned16, next_n);
+        p.config = PagedMQALogitsConfig::make(*p.arch, h, d, bkv, fp4, want_fast);
         p.settled = settled_paged_fast_mma(p.config).has_value();
         p.print = get_env_flag("DG_PRINT_CONFIGS");
         p.generation = generation;
@@ -650,18 +614,15 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
 
     const int dev_index = device.index();
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
-    const bool q_aligned16 = reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0;
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
     // The plan of this shape under the current `DG_*` environment (`PagedLogitsPlans`), then the MMA form's
     // cross-check where the plan could not settle it. A copy: the cross-check's warning may run Python code
-    const PagedLogitsPlan plan =
-        PagedLogitsPlans::get().find(dev_index, fp4, h, d, bkv, q_aligned16, static_cast<int>(next_n));
+    const PagedLogitsPlan plan = PagedLogitsPlans::get().find(dev_index, fp4, h, d, bkv);
     auto config = plan.config;
     if (not plan.settled) {
         const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
         if (fast != config.fast_mma)
-            config = PagedMQALogitsConfig::make(*plan.arch, h, d, bkv, fp4, fast, plan.f16, q_aligned16,
-                                                static_cast<int>(next_n));
+            config = PagedMQALogitsConfig::make(*plan.arch, h, d, bkv, fp4, fast);
     }
     if (plan.print)
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());

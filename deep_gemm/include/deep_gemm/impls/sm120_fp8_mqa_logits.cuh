@@ -255,15 +255,12 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
             if (pair_base >= warp_hi or pair_base + 32 <= warp_lo)
                 continue;
 
-#if defined(__CUDA_ARCH__) and __CUDA_ARCH__ == 900
-            constexpr bool kOpaqueQ = true;
-#else
-            constexpr bool kOpaqueQ = kFp4 and not kBlockScaled;
-#endif
-            // NOTES: sm_90 emulates the FP8 MMA through F16 operands, and portable FP4 dequantizes q to bf16 (4x the
-            // registers); hoisting those copies out of this loop would spill. An empty asm makes q opaque per
-            // pair-tile (no instructions), so they are rebuilt per use instead.
-            if constexpr (kOpaqueQ) {
+            // NOTES: the portable forms (`not kBlockScaled`) may convert operands per use: ptxas' emulation of the
+            // plain FP8 mma.sync on sm_90 turns both into F16, portable FP4 dequantizes q to bf16 (4x the
+            // registers); hoisting q's conversions out of this loop would spill. An empty asm makes q opaque per
+            // pair-tile (no instructions), so they are rebuilt per use instead. Where q feeds the plain MMA raw
+            // (sm_120a) the SASS is the same with or without it; the native FP4 form is better without it.
+            if constexpr (not kBlockScaled) {
                 #pragma unroll
                 for (int g = 0; g < kNumGroups; ++ g) {
                     #pragma unroll
