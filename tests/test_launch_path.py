@@ -1,8 +1,8 @@
 """The warm launch path (csrc/jit/kernel_runtime.hpp: the per-device CUfunction launched with cuLaunchKernel, the
 context-independent fallback) and the paged logits call's per-thread plan (PagedLogitsPlans + DgEnvWatch in
 csrc/jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp): launches from a thread that never touched the device,
-on a side stream, on a second GPU while the first is current, the launch-floor probe, and DG_* variables flipped
-between warm calls (the plan must follow them on the very next call)."""
+on a side stream, on a second GPU while the first is current, and DG_* variables flipped between warm calls (the
+plan must follow them on the very next call)."""
 import threading
 
 import pytest
@@ -15,17 +15,9 @@ from test_paged_mqa_logits import check, make_case, run
 gpu = pytest.mark.gpu
 
 
-# ------------------------------------------------------------------------------------------------------ CPU
-def test_launch_probe_bad_arguments():
-    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `mode` must be 0 .*; got 3'):
-        deep_gemm._C._launch_overhead_probe(3, 10)
-    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `n` must be positive; got 0'):
-        deep_gemm._C._launch_overhead_probe(1, 0)
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
 def _ragged_case(device, seed=0):
-    """A strided logits buffer with ragged [ks, ke) rows and the expected result of clean_logits_ragged."""
+    """A strided logits buffer with ragged [ks, ke) rows and the expected result of _clean_logits_ragged."""
     g = torch.Generator(device=device).manual_seed(seed)
     rows, cols = 37, 500
     logits = torch.randn(rows, 1024, device=device, generator=g)[:, :cols]
@@ -58,15 +50,6 @@ def _in_thread(fn):
 
 # ------------------------------------------------------------------------------------------------------ GPU
 @gpu
-@pytest.mark.parametrize('mode', [0, 1, 2])
-def test_launch_probe_modes(mode):
-    # 0: cuLaunchKernelEx of the CUkernel, 1: cuLaunchKernel of the cached CUfunction, 2: cudaLaunchKernel
-    t = deep_gemm._C._launch_overhead_probe(mode, 200)
-    assert 0.0 < t < 1000.0, t
-    torch.cuda.synchronize()
-
-
-@gpu
 def test_launches_from_a_fresh_thread():
     # The first deep_gemm call of a new thread, on the default stream: whatever context the thread has current
     # (none yet, possibly), the kernels must run on the tensors' device and give the right answer
@@ -76,7 +59,7 @@ def test_launches_from_a_fresh_thread():
 
     def work():
         out = run(c)
-        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ke)
         torch.cuda.synchronize()
         return out
 
@@ -113,7 +96,7 @@ def test_second_gpu_while_the_first_is_current():
     for dev in (1, 0, 1, 0):
         logits, ks, ke, expected = _ragged_case(f'cuda:{dev}', seed=dev)
         with torch.cuda.device(1 - dev):
-            deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+            deep_gemm._C._clean_logits_ragged(logits, ks, ke)
         assert torch.equal(logits, expected)
     with torch.cuda.device(1):
         c = make_case(3, 2, 64, 128, 64, 400, seed=23)

@@ -206,20 +206,6 @@ def test_metadata_deterministic_and_graph():
         assert torch.equal(out.cpu(), metadata_model(ctx.cpu(), 64, num_sms))
 
 
-@gpu
-def test_host_probes_return_none_or_match():
-    # The host-overhead breakdown entry points (benchmarks/host_overhead.py): early stages return None, and the
-    # full stage equals the public call
-    num_sms = deep_gemm.get_num_sms()
-    ctx = torch.tensor([[100], [0], [5000]], dtype=torch.int32, device='cuda')
-    for stage in range(4):
-        assert deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, stage) is None
-    assert torch.equal(deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, -1),
-                       deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms))
-    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `block_kv` must be positive'):
-        deep_gemm._C._paged_metadata_probe(ctx, 0, num_sms, 1)
-
-
 # ------------------------------------------------------------------------------------------------------ logits
 SWEEP = [
     # H, D, block_kv, next_n, extra options
@@ -506,18 +492,3 @@ def test_compile_one_config_sm120a():
              in c['description'] and 'block_scaled' in c['description'])
     r = deep_gemm._C.compile_kernel_config('sm_120a', i)
     assert r['spill_stores'] == 0 and r['stack_frame'] == 0 and r['total_smem'] <= 101376
-
-
-@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
-def test_host_probes_cpu():
-    # Stage 0 stops right after pybind's conversion; later stages run the real checks (same messages)
-    ctx = torch.ones(2, 1, dtype=torch.int32)
-    assert deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 0) is None
-    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `context_lens` must be a CUDA tensor'):
-        deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 1)
-    q = torch.zeros(2, 1, 64, 128).to(torch.float8_e4m3fn)
-    args = (q, torch.zeros(4, 64, 1, 132, dtype=torch.uint8), torch.zeros(2, 64), ctx,
-            torch.zeros(2, 4, dtype=torch.int32), torch.zeros(5, 2, dtype=torch.int32), 256, False, None)
-    assert deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 0) is None
-    with pytest.raises(ValueError, match='fp8_paged_mqa_logits: `q` must be a CUDA tensor'):
-        deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 1)

@@ -18,9 +18,9 @@ struct PagedMQALogitsHeuristics {
     // The warp layout (fixed in the kernel: keep these in step with `sm120_fp8_paged_mqa_logits_impl`): 4 consumer
     // warps of 2 m-tiles (16 keys each) plus one producer warp. 5 warps allow up to 255 registers (9 would cap
     // them at 168); with H = 64 two m-tiles give 16 independent accumulator chains, each q fragment feeding two
-    // MMAs. Measured on the H100 (SM120 mode, B=64 ctx=64K n=1, the plain FP8 form): 482.7 us; 1 m-tile on 8
-    // warps was slower on every shape (515.2 us), 2 m-tiles on 8 warps (465.8 us) tied it on the other shapes and
-    // spills on sm_90a.
+    // MMAs. Measured on the H100 (SM120 mode, B=64 ctx=64K n=1, the plain FP8 form; docs/PERF.md, "Design
+    // measurements"): 482.7 us; 1 m-tile on 8 warps was slower on every shape (515.2 us), 2 m-tiles on 8 warps
+    // (465.8 us) tied it on the other shapes and spills on sm_90a.
     static constexpr int kNumConsumerWarps = 4;
     static constexpr int kNumThreads = (kNumConsumerWarps + 1) * 32;
 

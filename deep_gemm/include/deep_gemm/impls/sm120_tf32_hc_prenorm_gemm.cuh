@@ -25,12 +25,6 @@
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
 
-// Per-CTA timeline marks for benchmarks/hc_timeline.cu, which defines this before including the file: slot 1 = main
-// loop done, 2 = split election done, 3 = the closer's first-level sum done. Nothing in the library.
-#ifndef DG_HC_TIMELINE_MARK
-#define DG_HC_TIMELINE_MARK(slot)
-#endif
-
 namespace deep_gemm {
 
 namespace hc_prenorm {
@@ -130,10 +124,10 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // This CTA's K blocks: every num_int_splits-th block of the caller's split, starting at block `split`.
     // NOTES: interleaved rather than contiguous K ranges: the CTAs of one tile then read neighbouring 128-byte pieces
     // of the same rows at about the same time, and each CTA's addresses spread over the whole K range. Per-CTA
-    // timeline (benchmarks/hc_timeline.cu) on the H100, M = 4096, 4 splits, both forms in one run: median main-loop
-    // end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous
-    // ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66 runs; the SM they
-    // ran on 0.49): an address effect, not an SM one.
+    // timeline on the H100 (docs/PERF.md, tf32_hc_prenorm_gemm, item 2), M = 4096, 4 splits, both forms in one run:
+    // median main-loop end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us.
+    // With contiguous ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66
+    // runs; the SM they ran on 0.49): an address effect, not an SM one.
     // The caller's split `user_split` of S owns the contiguous K blocks [kb_user0, kb_user1) of the K / kBlockK
     // blocks: [floor(u * nb / S), floor((u + 1) * nb / S)), so the splits' block counts differ by at most one and any
     // S >= 1 works. With S > nb some splits own no block: their CTAs load nothing and write zeros.
@@ -308,7 +302,6 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     }
     ptx::cp_async_wait<0>();
     __syncthreads();
-    DG_HC_TIMELINE_MARK(1);
 
     // --- epilogue: reduce the quad, then the two K halves, into smem `red` / `red_sq` (pipeline buffers reused) ---
     float* red = reinterpret_cast<float*>(smem_buf);
@@ -396,8 +389,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // NOTES: one acq_rel atomic by one thread after the CTA barrier (PTX memory model: the barrier orders the other
     // threads' stores before it, and release is cumulative) instead of a __threadfence (fence.sc) in every thread
     // before and after a relaxed atomic: 1.57 instead of 2.12 us from the end of the main loop to the election
-    // (H100, M = 4096, benchmarks/hc_timeline.cu). The closer's other threads read the partials after the second
-    // barrier, which orders them after thread 0's acquire.
+    // (H100, M = 4096, docs/PERF.md, tf32_hc_prenorm_gemm, item 1). The closer's other threads read the partials
+    // after the second barrier, which orders them after thread 0's acquire.
     const auto publish_and_arrive = [&](float* ws, uint32_t* counter, const int expected) {
         for (int e = tid; e < num_vec; e += kNumThreads) {
             const float* src = smem_vec(e);
@@ -433,7 +426,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add. The sum goes to d / sqr_sum
     // (`final`) or to red/red_sq.
     // NOTES: storing the final sums from registers (no pass through shared memory, no CTA barrier, no division by N)
-    // took the closer's stores from 0.8 to 0.1 us (H100, M = 4096, benchmarks/hc_timeline.cu).
+    // took the closer's stores from 0.8 to 0.1 us (H100, M = 4096, docs/PERF.md, tf32_hc_prenorm_gemm, item 1).
     const auto reduce = [&](auto&& block, const int count, const bool final) {
         int group = 1;
         while (group < 32 and group < count and group * 2 * num_vec <= kNumThreads)
@@ -495,11 +488,9 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // Level 1
     const int first = grp * group_size, in_group = min_of(group_size, num_int_splits - first);
     const bool closer = publish_and_arrive(ws1(split), tile_counters + grp, in_group);
-    DG_HC_TIMELINE_MARK(2);
     if (not closer)
         return;
     reduce([&](const int i) { return ws1(first + i); }, in_group, num_groups == 1);
-    DG_HC_TIMELINE_MARK(3);
     if (tid == 0)
         tile_counters[grp] = 0;
     if (num_groups == 1)
