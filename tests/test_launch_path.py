@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import deep_gemm
+from deep_gemm.testing import calc_diff
 from paged_mqa_logits_common import valid_mask
 from test_paged_mqa_logits import check, make_case, run
 
@@ -160,3 +161,40 @@ def test_config_follows_the_environment_between_warm_calls(monkeypatch, capfd):
     for _ in range(2):      # an invalid value is never kept: every call reports it
         with pytest.raises(ValueError, match="DG_SM120_FP4_MMA must be 'portable' or 'native'; got 'fast'"):
             fp4.run(c, meta)
+
+
+@gpu
+def test_ragged_and_hc_follow_the_environment_between_warm_calls(monkeypatch, capfd):
+    # The ragged and hc warm paths read `DG_*` knobs through the same generation check as the paged one: an invalid
+    # DG_SM120_FP8_MMA fails every ragged call (and none of hc's), a valid one works again on the next call, and
+    # DG_PRINT_CONFIGS switches hc's config line on and off call by call
+    import test_hc_prenorm_gemm as hc
+    import test_mqa_logits as ragged
+    inp = ragged.make_inputs(40, 300, 64, 128, seed=26)
+    ks = torch.zeros(40, dtype=torch.int32, device='cuda')
+    ke = torch.arange(261, 301, dtype=torch.int32, device='cuda')
+    a, b = hc.inputs(64, 24, 1024, seed=26)
+    monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+    for form in ('plain', None, 'bogus', 'bogus', 'plain'):
+        if form is None:
+            monkeypatch.delenv('DG_SM120_FP8_MMA', raising=False)
+        else:
+            monkeypatch.setenv('DG_SM120_FP8_MMA', form)
+        if form == 'bogus':
+            with pytest.raises(ValueError, match="DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got 'bogus'"):
+                ragged.call(inp, ks, ke)
+        else:
+            ragged.check_logits(ragged.call(inp, ks, ke), inp, ks, ke, clean=True)
+        d, s = hc.run(a, b)     # hc reads no MMA-form knob
+        diff = calc_diff(d.double(), hc.exact_reference(a, b, hc.default_rounding())[0])
+        assert diff < hc.EXACT_TOL, (form, diff)
+    monkeypatch.setenv('DG_SM120_FP8_MMA', 'plain')
+    for value in ('1', '0', '1', None):
+        if value is None:
+            monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+        else:
+            monkeypatch.setenv('DG_PRINT_CONFIGS', value)
+        capfd.readouterr()
+        hc.run(a, b)
+        printed = capfd.readouterr().err
+        assert ('tf32_hc_prenorm_gemm M=64 N=24 K=1024' in printed) == (value == '1'), (value, printed)

@@ -63,14 +63,14 @@ inline ArchSpec with_sm120_planning(ArchSpec spec) {
 // `DG_SM120_FP8_MMA=plain` / `DG_SM120_FP4_MMA=portable`; until validated on real SM120 hardware each is
 // cross-checked once per configuration against its portable twin (impls/sm120_mma_cross_check.hpp).
 inline bool choose_block_scaled_fp8_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP8_MMA");
+    const auto& form = DgKnobs::get().fp8_mma;
     DG_CHECK(form.empty() or form == "plain" or form == "block_scaled",
              "environment variable DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got '", form, "'");
     return arch.block_scaled_mma and form != "plain";
 }
 
 inline bool choose_native_fp4_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP4_MMA");
+    const auto& form = DgKnobs::get().fp4_mma;
     DG_CHECK(form.empty() or form == "portable" or form == "native",
              "environment variable DG_SM120_FP4_MMA must be 'portable' or 'native'; got '", form, "'");
     return arch.block_scaled_mma and form != "portable";
