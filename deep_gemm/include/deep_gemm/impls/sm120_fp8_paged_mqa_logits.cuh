@@ -32,6 +32,7 @@
 // so m-tiles past a row's length read defined shared memory and are never stored.
 
 #include "../common/math.cuh"
+#include "../common/smem_tile.cuh"
 #include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
@@ -54,13 +55,10 @@ struct PagedStageLayout {
     static constexpr int kPageBytes = kKeyBytes + kBlockKV * 4;
     static constexpr int kStageBytes = align_up(kPageBytes, 128);
     static constexpr int kChunksPerRow = kRowBytes / 16;
-    static constexpr int kRowsPerLine = 8 / kChunksPerRow;   // 128-byte bank line
+    // The key rows are a `SwizzledTile` (common/smem_tile.cuh), read with its A-fragment loader
+    using Keys = SwizzledTile<kRowBytes>;
 
-    // NOTES: byte offset of 16-byte chunk `c` of key row `row`: XOR-swizzled so that the 8 rows one ldmatrix
-    // matrix reads land in 8 distinct 16-byte bank groups
-    DG_DEVICE static int key_offset(const int row, const int c) {
-        return row * kRowBytes + ((c ^ ((row / kRowsPerLine) % kChunksPerRow)) << 4);
-    }
+    DG_DEVICE static int key_offset(const int row, const int c) { return static_cast<int>(Keys::offset(row, c)); }
 };
 
 template <int kNumStages>
@@ -241,8 +239,6 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     const int part = warp % num_parts;
     const bool weights_bf16 = (flags & kPagedWeightsBF16) != 0, logits_bf16 = (flags & kPagedLogitsBF16) != 0;
     const int g = lane / 4, tig = lane % 4, bit0 = tig & 1, bit1 = tig >> 1;
-    // This lane's ldmatrix row within an m-tile: matrix lane / 8 = (rows +0 / +8) x (bytes 0-15 / 16-31)
-    const int ld_row = (lane & 7) + ((lane >> 3) & 1) * 8, ld_chunk = lane >> 4;
 
     uint32_t qf[kNTiles][kKSteps][2];   // raw B fragments (FP8 e4m3 / FP4 e2m1 bytes)
     uint32_t qs[kNTiles];               // FP4: packed UE8M0 scales of head n * 8 + g
@@ -273,6 +269,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         if (unit_group == group) {
             const int b = header.x, page = header.y;
             const uint8_t* stage_ptr = stages + stage * Layout::kStageBytes;
+            const uint32_t stage_addr = ptx::smem_addr(stage_ptr);
             const uint8_t* scale_ptr = stage_ptr + Layout::kKeyBytes;
             for (int t = row_slot; t < next_n; t += rows_in_flight) {
                 if (b != cur_b or t != cur_t) {
@@ -346,8 +343,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                         uint32_t a[kMPerWarp][4];
                         #pragma unroll
                         for (int m = 0; m < kMPerWarp; ++m)
-                            ptx::ldmatrix_x4(a[m], stage_ptr + Layout::key_offset(key0 + m * 16 + ld_row,
-                                                                                  ks * 2 + ld_chunk));
+                            load_a16x32<kRowBytes>(a[m], stage_addr, key0 + m * 16, ks, lane);
                         if constexpr (kFp4) {
                             typename Fp4::FragA fa[kMPerWarp];
                             #pragma unroll

@@ -29,38 +29,6 @@ namespace deep_gemm {
 
 namespace hc_prenorm {
 
-// 16-byte cp.async with zero fill: `valid == false` copies no byte and writes 16 zeros
-DG_DEVICE void cp_async_16_zfill(uint32_t smem_dst, const void* gmem_src, bool valid) {
-    const uint32_t src_size = valid ? 16u : 0u;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(smem_dst), "l"(gmem_src), "r"(src_size)
-                 : "memory");
-}
-
-DG_DEVICE void sts_128(uint32_t addr, const uint32_t (&r)[4]) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" :: "r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
-                 : "memory");
-}
-
-DG_DEVICE void lds_128(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-
-// L2-coherent loads of partials written by other CTAs of this launch
-DG_DEVICE float4 ld_cg_f4(const float* ptr) {
-    float4 v;
-    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(ptr)
-                 : "memory");
-    return v;
-}
-
-// Counts this CTA in: release (its threads' partial stores, ordered before this thread by the CTA barrier that
-// precedes the call, become visible first) and acquire (the partials counted in before are visible after it)
-DG_DEVICE uint32_t arrive_acq_rel(uint32_t* counter) {
-    uint32_t old;
-    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
-    return old;
-}
-
 // fp32 bits -> tf32 operand: explicit truncation (the low 13 mantissa bits cleared) or round-to-nearest-away
 template <bool kRoundRNA>
 DG_DEVICE uint32_t b_to_tf32(uint32_t bits) {
@@ -187,13 +155,13 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         #pragma unroll
         for (int j = 0; j < kPassesA; ++j) {
             if (a_active[j])
-                cp_async_16_zfill(sa + j * (kRowsPerPassA * kChunksA * 16), a_src[j] + k0, a_valid[j]);
+                ptx::cp_async_16_zfill(sa + j * (kRowsPerPassA * kChunksA * 16), a_src[j] + k0, a_valid[j]);
         }
         const uint32_t sb = smem_b + stage * kStageBytesB + b_dst0;
         #pragma unroll
         for (int j = 0; j < kPassesB; ++j) {
             if (b_copy[j])
-                cp_async_16_zfill(sb + j * (kRowsPerPassB * kChunksB * 16), b_src[j] + k0, b_valid[j]);
+                ptx::cp_async_16_zfill(sb + j * (kRowsPerPassB * kChunksB * 16), b_src[j] + k0, b_valid[j]);
         }
     };
 
@@ -208,11 +176,11 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
             if (b_copy[j]) {
                 const uint32_t addr = sb + j * (kRowsPerPassB * kChunksB * 16);
                 uint32_t v[4];
-                lds_128(v, addr);
+                ptx::lds_128(v, addr);
                 #pragma unroll
                 for (int e = 0; e < 4; ++e)
                     v[e] = b_to_tf32<kRoundRNA>(v[e]);
-                sts_128(addr, v);
+                ptx::sts_128(addr, v);
             }
         }
     };
@@ -239,7 +207,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
             #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = wm * kWarpM + mt * 16 + h * 8 + g;
-                lds_128(av[mt][h], sa + r * (kChunksA * 16) + ((ca ^ ((r & 1) << 2)) << 4));
+                ptx::lds_128(av[mt][h], sa + r * (kChunksA * 16) + ((ca ^ ((r & 1) << 2)) << 4));
             }
         }
         uint32_t bv[kNumNTiles][8];
@@ -247,8 +215,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         for (int nt = 0; nt < kNumNTiles; ++nt) {
             const int n = nt * 8 + g;
             uint32_t lo[4], hi[4];
-            lds_128(lo, sb + n * (kChunksB * 16) + ((cb ^ (n & 1)) << 4));
-            lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
+            ptx::lds_128(lo, sb + n * (kChunksB * 16) + ((cb ^ (n & 1)) << 4));
+            ptx::lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
             #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 bv[nt][i] = lo[i];          // already TF32 (`round_b_stage`)
@@ -398,7 +366,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         }
         __syncthreads();
         if (tid == 0)
-            *flag = arrive_acq_rel(counter) == static_cast<uint32_t>(expected - 1);
+            *flag = ptx::atomic_add_acq_rel(counter, 1) == static_cast<uint32_t>(expected - 1);
         __syncthreads();
         return *flag != 0;
     };
@@ -444,7 +412,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
                 #pragma unroll
                 for (int k = 0; k < kBatch; ++k) {
                     if (e < num_vec and s0 + k * group < count)
-                        v[j][k] = ld_cg_f4(block(s0 + k * group) + ws_offset(e));
+                        v[j][k] = ptx::ld_cg_f4(block(s0 + k * group) + ws_offset(e));
                 }
             }
             #pragma unroll
