@@ -91,6 +91,14 @@ DG_DEVICE void load_a16x32(uint32_t (&a)[4], const uint32_t tile, const int row0
     ptx::ldmatrix_x4(a, tile + SwizzledTile<kRowBytes>::offset(row0 + (lane & 15), 2 * s + (lane >> 4)));
 }
 
+// The same with the tile given by a generic pointer (the address is converted per load).
+// NOTES: the paged indexer uses this form: with a 32-bit shared address held across its unit loop instead, ptxas'
+// sm_90a allocation of the emulated FP8 MMA (the H100 test path) spilled 72 B where this form spills none
+template <int kRowBytes>
+DG_DEVICE void load_a16x32(uint32_t (&a)[4], const uint8_t* tile, const int row0, const int s, const int lane) {
+    ptx::ldmatrix_x4(a, tile + SwizzledTile<kRowBytes>::offset(row0 + (lane & 15), 2 * s + (lane >> 4)));
+}
+
 // Two n8 x 32-byte B fragments at (rows n0 .. n0 + 15, k step s): b[0], b[1] of rows n0.., b[2], b[3] of n0 + 8..
 template <int kRowBytes>
 DG_DEVICE void load_b16x32(uint32_t (&b)[4], const uint32_t tile, const int n0, const int s, const int lane) {

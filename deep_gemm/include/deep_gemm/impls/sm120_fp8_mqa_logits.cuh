@@ -225,6 +225,12 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
     if constexpr (kWeightsInSmem)
         __syncwarp();
 
+    // This lane's ldmatrix row within a 16-key m-tile (matrix `lane / 8` is (rows +0 / +8) x (k 0-15 / 16-31)): the
+    // lane map of `load_a16x32` (common/smem_tile.cuh), spelled out here with the terms computed once per thread.
+    // NOTES: the helper itself (lane terms per load), or even `lane & 15` here, tipped ptxas' sm_90a allocation of the
+    // portable FP4 form into spills (28 -> 188 B stored, the H100 test path); sm_120a SASS is the same either way
+    const int ld_row = (lane % 8) + ((lane / 8) % 2) * 8, ld_chunk = lane / 16;
+
     for (int i = 0; i < my_num_tiles; ++ i) {
         ptx::cp_async_wait<kNumStages - 2>();
         __syncthreads();
@@ -232,7 +238,7 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
 
         const int stage = i % kNumStages;
         const int key_base = cta_lo + (split + i * num_splits) * kBlockK;
-        const uint32_t tile = ptx::smem_addr(smem_k + stage * kTileBytes);
+        const uint8_t* tile = smem_k + stage * kTileBytes;
         const uint32_t* scales = smem_scale + stage * kBlockK;
 
         #pragma unroll 1
@@ -279,7 +285,8 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
                 uint32_t a[2][4];
                 #pragma unroll
                 for (int m = 0; m < 2; ++ m)
-                    load_a16x32<kRowBytes>(a[m], tile, pair * 32 + m * 16, kk, lane);
+                    ptx::ldmatrix_x4(a[m], tile + SwizzledTile<kRowBytes>::offset(pair * 32 + m * 16 + ld_row,
+                                                                                  kk * 2 + ld_chunk));
                 if constexpr (kFp4) {
                     using Mma = mma::Fp4Mma<kBlockScaled>;
                     typename Mma::FragA fa[2];

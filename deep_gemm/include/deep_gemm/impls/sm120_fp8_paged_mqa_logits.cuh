@@ -269,7 +269,6 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         if (unit_group == group) {
             const int b = header.x, page = header.y;
             const uint8_t* stage_ptr = stages + stage * Layout::kStageBytes;
-            const uint32_t stage_addr = ptx::smem_addr(stage_ptr);
             const uint8_t* scale_ptr = stage_ptr + Layout::kKeyBytes;
             for (int t = row_slot; t < next_n; t += rows_in_flight) {
                 if (b != cur_b or t != cur_t) {
@@ -343,7 +342,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                         uint32_t a[kMPerWarp][4];
                         #pragma unroll
                         for (int m = 0; m < kMPerWarp; ++m)
-                            load_a16x32<kRowBytes>(a[m], stage_addr, key0 + m * 16, ks, lane);
+                            load_a16x32<kRowBytes>(a[m], stage_ptr, key0 + m * 16, ks, lane);
                         if constexpr (kFp4) {
                             typename Fp4::FragA fa[kMPerWarp];
                             #pragma unroll
