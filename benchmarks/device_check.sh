@@ -7,7 +7,7 @@
 #   STAGES: comma list of build,precompile,tests,upstream,bench (default: all); a stage's time limit comes from
 #   DG_CHECK_<STAGE>_S (seconds). Upstream's test files come from $DG_UPSTREAM_TESTS (the folder holding main/ and
 #   nv_dev/); copy them into an ignored folder of the checkout and point the variable at it (they are never committed).
-# Optional: HC_TIMELINE=1 adds the hc kernel's per-CTA timeline, NCU=1 the paged kernel's DRAM byte count.
+# Optional: NCU=1 adds the paged kernel's DRAM byte count.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
@@ -57,10 +57,6 @@ if has bench; then
     t0=$(date +%s)
     timeout "$(stage_time bench 300)" python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
     echo "bench: $(( $(date +%s) - t0 )) s"
-fi
-if [ "${HC_TIMELINE:-0}" = "1" ]; then
-    nvcc -std=c++17 -O3 -gencode arch=compute_90a,code=sm_90a -I deep_gemm/include benchmarks/hc_timeline.cu \
-        -o /tmp/hc_timeline && /tmp/hc_timeline 2>&1 | tee "$OUT/hc_timeline.log"
 fi
 if [ "${NCU:-0}" = "1" ] && command -v ncu >/dev/null; then
     ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum \

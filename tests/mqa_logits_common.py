@@ -155,7 +155,7 @@ def fused_clean(fam, s, n, h, d, kind, logits_dtype):
     assert torch.isnan(storage_rows(fused, s)[:, n:]).all(), 'padding columns past N were written'
     assert_bitwise_equal(fused[mask], unclean[mask], 'valid logits with and without clean_logits')
     assert torch.isnan(unclean[~mask]).all(), 'clean_logits=False wrote outside the valid ranges'
-    deep_gemm._C.clean_logits_ragged(unclean, ks, ke)
+    deep_gemm._C._clean_logits_ragged(unclean, ks, ke)
     assert_bitwise_equal(fused, unclean, 'fused clean against the standalone clean pass')
 
 

@@ -96,7 +96,7 @@ def test_clean_ragged(dtype, rows, cols):
     if rows > 2:
         ks[1], ke[1] = 0, cols                                      # nothing to clean
         ks[2], ke[2] = 3, 3                                         # everything to clean
-    deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+    deep_gemm._C._clean_logits_ragged(logits, ks, ke)
     col = torch.arange(cols, device='cuda')[None, :]
     lo = ks.long().clamp(0, cols)[:, None]
     hi = torch.maximum(ke.long().clamp(0, cols)[:, None], lo)
@@ -120,7 +120,7 @@ def test_clean_paged(two_d, b, next_n, width):
     else:
         lens = torch.randint(next_n, width + 1, (b, ), device='cuda', dtype=torch.int32)
         row_lens = (lens[:, None] - next_n + 1 + torch.arange(next_n, device='cuda')[None, :]).flatten().long()
-    deep_gemm._C.clean_logits_paged(buf[:, :width], lens, next_n)
+    deep_gemm._C._clean_logits_paged(buf[:, :width], lens, next_n)
     col = torch.arange(width, device='cuda')[None, :]
     expected = torch.where(col < row_lens[:, None], before[:, :width], torch.full_like(before[:, :width],
                                                                                     float('-inf')))

@@ -172,21 +172,19 @@ class Ours:
     def __init__(self, mutant=None):
         self.mutant = mutant
 
-    # DG_DEVICE void fp4_load_a_raw(uint32_t (&raw)[4], const uint8_t* tile, uint32_t row_stride, uint32_t step,
-    #                               uint32_t lane)
+    # The raw register layout of fp4.cuh's note (kernels load these bytes with ldmatrix): A raw[0] / raw[1] = row g /
+    # g + 8, packed bytes 32s + 4t .. +3; raw[2] / raw[3] the same rows, bytes 32s + 16 + 4t .. +3
     def load_a_raw(self, tile, row_stride, step, lane):
-        # const uint8_t* p = tile + (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3);
         p = (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3)
         if self.mutant == 'a_quad_bytes':
             p = (lane >> 2) * row_stride + 32 * step + 4 * (3 - (lane & 3))
         rd = lambda off: u32(tile[off:off + 4])  # noqa: E731
-        # raw[0] = *(p); raw[1] = *(p + 8 * row_stride); raw[2] = *(p + 16); raw[3] = *(p + 8 * row_stride + 16);
         raw = [rd(p), rd(p + 8 * row_stride), rd(p + 16), rd(p + 8 * row_stride + 16)]
         if self.mutant == 'a_reg_order':
             raw[1], raw[2] = raw[2], raw[1]
         return raw
 
-    # DG_DEVICE void fp4_load_b_raw(uint32_t (&raw)[2], ...)
+    # B raw[0] / raw[1] = column (head) g, packed bytes 32s + 4t .. +3 / 32s + 16 + 4t .. +3
     def load_b_raw(self, tile, row_stride, step, lane):
         p = (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3)
         return [u32(tile[p:p + 4]), u32(tile[p + 16:p + 20])]
@@ -421,9 +419,11 @@ def test_mirror_matches_header_source():
                    'prmt(lo0, hi0, 0x5140u), prmt(lo0, hi0, 0x7362u), prmt(lo1, hi1, 0x5140u), prmt(lo1, hi1, 0x7362u)',
                    'w & 0x77777777u', '((x << 12) & 0x00008000u) | ((x << 24) & 0x80000000u)',
                    "s == 0 ? 0x0040u : (s == 255 ? 0x7fc0u : (s << 7))", '"r"(0x80008000u)',
-                   'tile + (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3)',
-                   'raw[1] = *reinterpret_cast<const uint32_t*>(p + 8 * row_stride);',
-                   'raw[2] = *reinterpret_cast<const uint32_t*>(p + 16);',
+                   'A raw[0] = row g,     packed bytes 32s + 4t .. +3', 'A raw[1] = row g + 8, packed bytes 32s + 4t .. +3',
+                   'A raw[2] = row g,     packed bytes 32s + 16 + 4t .. +3',
+                   'A raw[3] = row g + 8, packed bytes 32s + 16 + 4t .. +3',
+                   'B raw[0] = column (head) g, packed bytes 32s + 4t .. +3',
+                   'B raw[1] = column (head) g, packed bytes 32s + 16 + 4t .. +3',
                    '((lane & 1) ? sf_row_g8 : sf_row_g) >> (16 * kStep)', 'sf_col_g >> (16 * kStep)',
                    '%10, {0, 0}, %11, {0, 0}', 'kind::mxf4nvf4.block_scale.scale_vec::2X.f32.e2m1.e2m1.f32.ue8m0',
                    'out[j][i] = v[j];', 'dequantize_sub_steps(a.r, raw, scale);',

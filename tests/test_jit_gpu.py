@@ -38,7 +38,7 @@ def test_clean_logits_ragged(dtype, rows, cols):
     ke = ks + torch.randint(-3, cols + 3, (rows,), device='cuda', dtype=torch.int32)
     guard = logits.as_strided((rows, logits.stride(0)), (logits.stride(0), 1)).clone()
     expected = _ragged_ref(logits.clone(), ks, ke)
-    deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+    deep_gemm._C._clean_logits_ragged(logits, ks, ke)
     assert torch.equal(logits, expected)
     # Nothing past the N columns of a row was touched
     after = logits.as_strided((rows, logits.stride(0)), (logits.stride(0), 1))
@@ -58,19 +58,19 @@ def test_clean_logits_paged(next_n, two_d):
         row_lens = (lens[:, None] - next_n + 1 + torch.arange(next_n, device='cuda')[None, :]).flatten().long()
     cols = torch.arange(width, device='cuda')[None, :]
     expected = torch.where(cols < row_lens[:, None], logits, torch.full_like(logits, float('-inf')))
-    deep_gemm._C.clean_logits_paged(logits, lens, next_n)
+    deep_gemm._C._clean_logits_paged(logits, lens, next_n)
     assert torch.equal(logits, expected)
 
 
 def test_clean_logits_bad_inputs():
     logits = _strided_logits(4, 100, torch.float32)
     ks = torch.zeros(4, dtype=torch.int32, device='cuda')
-    with pytest.raises(TypeError, match='clean_logits: `ks` must have dtype torch.int32'):
-        deep_gemm._C.clean_logits_ragged(logits, ks.long(), ks)
-    with pytest.raises(ValueError, match=r'clean_logits: `ke`.shape\[0\] must be 4'):
-        deep_gemm._C.clean_logits_ragged(logits, ks, ks[:3])
-    with pytest.raises(ValueError, match='clean_logits: `ks` must be on cuda'):
-        deep_gemm._C.clean_logits_ragged(logits, ks.cpu(), ks)
+    with pytest.raises(TypeError, match='_clean_logits_ragged: `ks` must have dtype torch.int32'):
+        deep_gemm._C._clean_logits_ragged(logits, ks.long(), ks)
+    with pytest.raises(ValueError, match=r'_clean_logits_ragged: `ke`.shape\[0\] must be 4'):
+        deep_gemm._C._clean_logits_ragged(logits, ks, ks[:3])
+    with pytest.raises(ValueError, match='_clean_logits_ragged: `ks` must be on cuda'):
+        deep_gemm._C._clean_logits_ragged(logits, ks.cpu(), ks)
 
 
 def test_clean_logits_cuda_graph():
@@ -78,10 +78,10 @@ def test_clean_logits_cuda_graph():
     logits = _strided_logits(rows, cols, torch.float32)
     ks = torch.zeros(rows, dtype=torch.int32, device='cuda')
     ke = torch.zeros(rows, dtype=torch.int32, device='cuda')
-    deep_gemm._C.clean_logits_ragged(logits, ks, ke)  # compile outside capture
+    deep_gemm._C._clean_logits_ragged(logits, ks, ke)  # compile outside capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ke)
     for _ in range(3):
         logits.copy_(torch.randn_like(logits))
         ks.copy_(torch.randint(0, cols, (rows,), device='cuda', dtype=torch.int32))
@@ -97,12 +97,12 @@ def test_warm_call_host_overhead():
     ks = torch.zeros(1, dtype=torch.int32, device='cuda')
     ke = torch.ones(1, dtype=torch.int32, device='cuda')
     for _ in range(10):
-        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ke)
     torch.cuda.synchronize()
     n = 2000
     start = time.perf_counter()
     for _ in range(n):
-        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ke)
     per_call_us = (time.perf_counter() - start) / n * 1e6
     torch.cuda.synchronize()
     print(f'\n[host overhead] warm clean_logits call: {per_call_us:.2f} us per call (CPU time, call to return)')
@@ -115,7 +115,7 @@ sys.path.insert(0, {repo!r})
 import deep_gemm
 logits = torch.randn(3, 1024, device='cuda')[:, :700]
 ks = torch.tensor([0, 5, 800], dtype=torch.int32, device='cuda'); ke = torch.tensor([10, 700, 900], dtype=torch.int32, device='cuda')
-deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+deep_gemm._C._clean_logits_ragged(logits, ks, ke)
 torch.cuda.synchronize()
 assert torch.isinf(logits[0, 10:]).all() and torch.isfinite(logits[0, :10]).all() and torch.isinf(logits[2]).all()
 print('child ok')

@@ -1,31 +1,24 @@
 """The warm launch path (csrc/jit/kernel_runtime.hpp: the per-device CUfunction launched with cuLaunchKernel, the
 context-independent fallback) and the paged logits call's per-thread plan (PagedLogitsPlans + DgEnvWatch in
 csrc/jit_kernels/impls/sm120_fp8_paged_mqa_logits.hpp): launches from a thread that never touched the device,
-on a side stream, on a second GPU while the first is current, the launch-floor probe, and DG_* variables flipped
-between warm calls (the plan must follow them on the very next call)."""
+on a side stream, on a second GPU while the first is current, and DG_* variables flipped between warm calls (the
+plan must follow them on the very next call)."""
 import threading
 
 import pytest
 import torch
 
 import deep_gemm
+from deep_gemm.testing import calc_diff
 from paged_mqa_logits_common import valid_mask
 from test_paged_mqa_logits import check, make_case, run
 
 gpu = pytest.mark.gpu
 
 
-# ------------------------------------------------------------------------------------------------------ CPU
-def test_launch_probe_bad_arguments():
-    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `mode` must be 0 .*; got 3'):
-        deep_gemm._C._launch_overhead_probe(3, 10)
-    with pytest.raises(ValueError, match=r'_launch_overhead_probe: `n` must be positive; got 0'):
-        deep_gemm._C._launch_overhead_probe(1, 0)
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
 def _ragged_case(device, seed=0):
-    """A strided logits buffer with ragged [ks, ke) rows and the expected result of clean_logits_ragged."""
+    """A strided logits buffer with ragged [ks, ke) rows and the expected result of _clean_logits_ragged."""
     g = torch.Generator(device=device).manual_seed(seed)
     rows, cols = 37, 500
     logits = torch.randn(rows, 1024, device=device, generator=g)[:, :cols]
@@ -58,15 +51,6 @@ def _in_thread(fn):
 
 # ------------------------------------------------------------------------------------------------------ GPU
 @gpu
-@pytest.mark.parametrize('mode', [0, 1, 2])
-def test_launch_probe_modes(mode):
-    # 0: cuLaunchKernelEx of the CUkernel, 1: cuLaunchKernel of the cached CUfunction, 2: cudaLaunchKernel
-    t = deep_gemm._C._launch_overhead_probe(mode, 200)
-    assert 0.0 < t < 1000.0, t
-    torch.cuda.synchronize()
-
-
-@gpu
 def test_launches_from_a_fresh_thread():
     # The first deep_gemm call of a new thread, on the default stream: whatever context the thread has current
     # (none yet, possibly), the kernels must run on the tensors' device and give the right answer
@@ -76,7 +60,7 @@ def test_launches_from_a_fresh_thread():
 
     def work():
         out = run(c)
-        deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ke)
         torch.cuda.synchronize()
         return out
 
@@ -113,7 +97,7 @@ def test_second_gpu_while_the_first_is_current():
     for dev in (1, 0, 1, 0):
         logits, ks, ke, expected = _ragged_case(f'cuda:{dev}', seed=dev)
         with torch.cuda.device(1 - dev):
-            deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+            deep_gemm._C._clean_logits_ragged(logits, ks, ke)
         assert torch.equal(logits, expected)
     with torch.cuda.device(1):
         c = make_case(3, 2, 64, 128, 64, 400, seed=23)
@@ -147,30 +131,70 @@ def test_print_configs_follows_the_environment_between_warm_calls(monkeypatch, c
 
 
 @gpu
-@pytest.mark.skipif(torch.cuda.get_device_capability() != (9, 0) if torch.cuda.is_available() else True,
-                    reason='the F16 route and its q placement exist on sm_90 only')
-def test_sm90_q_placement_follows_the_environment_between_warm_calls(monkeypatch, capfd):
-    # The same variable changed in place (not added or removed) between warm calls: the next call's config follows
-    c = make_case(3, 1, 64, 128, 64, 300, seed=25)
+def test_config_follows_the_environment_between_warm_calls(monkeypatch, capfd):
+    # The same variable changed in place (not added or removed) between warm calls: the next call's config follows.
+    # DG_SM120_MODE changes the stage count of the portable FP4 config (its q regions take 64 KB of sm_120's shared
+    # memory); the expected descriptions come from the compile-only enumeration for this GPU's target
+    import test_fp4_paged_mqa_logits as fp4
+    major, minor = torch.cuda.get_device_capability()
+    target = f'sm_{major}{minor}' + ('a' if major >= 9 else '')
+    expected = {}
+    for mode in (False, True):
+        descs = [c['description'] for c in deep_gemm._C.list_kernel_configs(target, mode)
+                 if c['family'] == 'paged_mqa_logits' and c['description'].startswith('FP4 H=64 D=128 block_kv=64 ')
+                 and 'fp4_portable' in c['description']]
+        assert len(descs) == 1, (target, mode, descs)
+        expected[mode] = descs[0]
+    c = fp4.make_fp4_case(3, 1, 64, 128, 64, 300, seed=25)
     meta = deep_gemm.get_paged_mqa_logits_metadata(c['context_lens'], 64, deep_gemm.get_num_sms())
     monkeypatch.setenv('DG_PRINT_CONFIGS', '1')
-    monkeypatch.delenv('DG_SM90_FP8_MMA', raising=False)
-    outs = []
-    for q_place in ('smem', 'regs', 'smem', 'regs'):
-        monkeypatch.setenv('DG_SM90_F16_Q', q_place)
+    monkeypatch.setenv('DG_SM120_FP4_MMA', 'portable')
+    for mode in ('1', '0', '1', '0'):
+        monkeypatch.setenv('DG_SM120_MODE', mode)
         capfd.readouterr()
-        outs.append(run(c, meta))
+        out = fp4.run(c, meta)
         torch.cuda.synchronize()
         printed = capfd.readouterr().err
-        assert 'mma=f16' in printed and (' q=smem' in printed) == (q_place == 'smem'), (q_place, printed)
-        check(c, outs[-1])
-    monkeypatch.setenv('DG_SM90_FP8_MMA', 'plain')
-    capfd.readouterr()
-    check(c, run(c, meta))
-    torch.cuda.synchronize()
-    assert 'mma=plain' in capfd.readouterr().err
-    monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
-    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
-        run(c, meta)
-    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
-        run(c, meta)    # an invalid value is never kept: every call reports it
+        assert expected[mode == '1'] in printed, (mode, expected, printed)
+        fp4.check(c, out)
+    monkeypatch.setenv('DG_SM120_FP4_MMA', 'fast')
+    for _ in range(2):      # an invalid value is never kept: every call reports it
+        with pytest.raises(ValueError, match="DG_SM120_FP4_MMA must be 'portable' or 'native'; got 'fast'"):
+            fp4.run(c, meta)
+
+
+@gpu
+def test_ragged_and_hc_follow_the_environment_between_warm_calls(monkeypatch, capfd):
+    # The ragged and hc warm paths read `DG_*` knobs through the same generation check as the paged one: an invalid
+    # DG_SM120_FP8_MMA fails every ragged call (and none of hc's), a valid one works again on the next call, and
+    # DG_PRINT_CONFIGS switches hc's config line on and off call by call
+    import test_hc_prenorm_gemm as hc
+    import test_mqa_logits as ragged
+    inp = ragged.make_inputs(40, 300, 64, 128, seed=26)
+    ks = torch.zeros(40, dtype=torch.int32, device='cuda')
+    ke = torch.arange(261, 301, dtype=torch.int32, device='cuda')
+    a, b = hc.inputs(64, 24, 1024, seed=26)
+    monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+    for form in ('plain', None, 'bogus', 'bogus', 'plain'):
+        if form is None:
+            monkeypatch.delenv('DG_SM120_FP8_MMA', raising=False)
+        else:
+            monkeypatch.setenv('DG_SM120_FP8_MMA', form)
+        if form == 'bogus':
+            with pytest.raises(ValueError, match="DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got 'bogus'"):
+                ragged.call(inp, ks, ke)
+        else:
+            ragged.check_logits(ragged.call(inp, ks, ke), inp, ks, ke, clean=True)
+        d, s = hc.run(a, b)     # hc reads no MMA-form knob
+        diff = calc_diff(d.double(), hc.exact_reference(a, b, hc.default_rounding())[0])
+        assert diff < hc.EXACT_TOL, (form, diff)
+    monkeypatch.setenv('DG_SM120_FP8_MMA', 'plain')
+    for value in ('1', '0', '1', None):
+        if value is None:
+            monkeypatch.delenv('DG_PRINT_CONFIGS', raising=False)
+        else:
+            monkeypatch.setenv('DG_PRINT_CONFIGS', value)
+        capfd.readouterr()
+        hc.run(a, b)
+        printed = capfd.readouterr().err
+        assert ('tf32_hc_prenorm_gemm M=64 N=24 K=1024' in printed) == (value == '1'), (value, printed)

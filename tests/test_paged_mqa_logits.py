@@ -206,20 +206,6 @@ def test_metadata_deterministic_and_graph():
         assert torch.equal(out.cpu(), metadata_model(ctx.cpu(), 64, num_sms))
 
 
-@gpu
-def test_host_probes_return_none_or_match():
-    # The host-overhead breakdown entry points (benchmarks/host_overhead.py): early stages return None, and the
-    # full stage equals the public call
-    num_sms = deep_gemm.get_num_sms()
-    ctx = torch.tensor([[100], [0], [5000]], dtype=torch.int32, device='cuda')
-    for stage in range(4):
-        assert deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, stage) is None
-    assert torch.equal(deep_gemm._C._paged_metadata_probe(ctx, 64, num_sms, -1),
-                       deep_gemm.get_paged_mqa_logits_metadata(ctx, 64, num_sms))
-    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `block_kv` must be positive'):
-        deep_gemm._C._paged_metadata_probe(ctx, 0, num_sms, 1)
-
-
 # ------------------------------------------------------------------------------------------------------ logits
 SWEEP = [
     # H, D, block_kv, next_n, extra options
@@ -251,24 +237,24 @@ def test_paged_logits_sweep(H, D, block_kv, next_n, opts, monkeypatch):
 
 @gpu
 @pytest.mark.parametrize('H,D,block_kv,next_n', [(64, 128, 64, 1), (64, 128, 32, 3), (8, 32, 32, 2), (32, 64, 64, 5)])
-def test_sm90_fp8_mma_forms(H, D, block_kv, next_n, monkeypatch):
-    # On sm_90 the FP8 MMA runs through F16 (`DG_SM90_FP8_MMA`, default `f16`) or through ptxas' emulation of the
-    # plain instruction (`plain`): both must match the reference on their own, and each other to rounding. Elsewhere
-    # the variable selects nothing, and both runs take the target's native form.
+def test_fp8_mma_forms(H, D, block_kv, next_n, monkeypatch):
+    # DG_SM120_FP8_MMA: `plain` (the one form off sm_120a/121a, where ptxas may emulate it) and `block_scaled` (the
+    # default; the sm_120a/121a form where it exists, else the same plain config) must each match the reference and
+    # agree to the cross-check's tolerance (the same products: bit-identical by design); an invalid value is an error
     c = make_case(4, next_n, H, D, block_kv, 900, seed=H + D + next_n)
     monkeypatch.setenv('DG_DEBUG_POISON_OUTPUTS', '1')
     outs = {}
-    for form, q_place in (('f16', 'smem'), ('f16', 'regs'), ('plain', 'smem')):
-        monkeypatch.setenv('DG_SM90_FP8_MMA', form)
-        monkeypatch.setenv('DG_SM90_F16_Q', q_place)
-        outs[form, q_place] = run(c)
-        check(c, outs[form, q_place])
+    for form in ('plain', 'block_scaled'):
+        monkeypatch.setenv('DG_SM120_FP8_MMA', form)
+        outs[form] = run(c)
+        check(c, outs[form])
     mask = valid_mask(c)
-    # q in shared memory or in registers: the same products in the same order
-    assert torch.equal(outs['f16', 'smem'][mask], outs['f16', 'regs'][mask])
-    assert calc_diff(outs['f16', 'smem'][mask], outs['plain', 'smem'][mask]) < 1e-9
-    monkeypatch.setenv('DG_SM90_FP8_MMA', 'fast')
-    with pytest.raises(ValueError, match="DG_SM90_FP8_MMA must be 'plain' or 'f16'; got 'fast'"):
+    plain, scaled = outs['plain'][mask].double(), outs['block_scaled'][mask].double()
+    diff, magnitude = (plain - scaled).abs().max().item(), plain.abs().max().item()
+    assert diff <= 1e-6 * magnitude, \
+        f'H={H} D={D} block_kv={block_kv} next_n={next_n}: the FP8 forms differ by {diff} (max |logit| {magnitude})'
+    monkeypatch.setenv('DG_SM120_FP8_MMA', 'fast')
+    with pytest.raises(ValueError, match="DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got 'fast'"):
         run(c)
 
 
@@ -481,19 +467,21 @@ def test_enumerated_configs():
 
 
 @pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
-def test_enumerated_configs_sm90a():
-    # sm_90a (the H100 test path): FP8 in the F16 route and in ptxas' emulated plain form, no block-scaled forms
-    logits = [c for c in deep_gemm._C.list_kernel_configs('sm_90a') if c['family'] == 'paged_mqa_logits']
+@pytest.mark.parametrize('sm120_mode', [False, True])
+def test_enumerated_configs_sm90a(sm120_mode):
+    # sm_90a (the H100 test path) runs the sm_120 kernels' portable forms only: FP8 through the plain mma.sync (which
+    # ptxas emulates with F16 HMMAs), FP4 through the portable bf16 form; one config per (H, D, block_kv)
+    logits = [c for c in deep_gemm._C.list_kernel_configs('sm_90a', sm120_mode) if c['family'] == 'paged_mqa_logits']
     fp8 = [c for c in logits if c['description'].startswith('FP8')]
-    # (H, D, block_kv) x {plain, f16}, plus for H = 64, D = 128 the F16 route's shared-q twin (8 warps, next_n <= 2)
-    assert len(fp8) == 4 * 3 * 2 * 2 + 2, len(fp8)
-    f16 = [c for c in fp8 if 'mma=f16' in c['description']]
-    assert len(f16) == 4 * 3 * 2 + 2
-    shared = [c for c in f16 if 'shared' in c['description']]
-    assert len(shared) == 2 and all('H=64 D=128' in c['description'] and c['num_threads'] == 288 for c in shared)
-    assert all(c['expected_sass'] == ['F2FP.F16.E4M3.UNPACK_B', 'HMMA.16816.F32'] for c in f16)
-    assert all('mma=plain' in c['description'] for c in fp8 if c not in f16)
-    assert not any('block_scaled' in c['description'] or 'fp4_native' in c['description'] for c in logits)
+    fp4 = [c for c in logits if c['description'].startswith('FP4')]
+    assert len(fp8) == 4 * 3 * 2 and len(fp4) == 4 * 2 * 2, (len(fp8), len(fp4))
+    assert all(c['description'].endswith('mma=plain') and c['expected_sass'] == ['HMMA.16816.F32'] for c in fp8), \
+        [c['description'] for c in fp8]
+    assert all('mma=fp4_portable' in c['description'] for c in fp4)
+    assert all(c['num_threads'] == 160 for c in logits)
+    assert len({c['description'] for c in logits}) == len(logits)
+    if sm120_mode:
+        assert all(c['dynamic_smem'] <= 101376 for c in logits)
 
 
 @pytest.mark.skipif(not _have_ext() or not os.environ.get('DG_TEST_COMPILE_PAGED'),
@@ -504,18 +492,3 @@ def test_compile_one_config_sm120a():
              in c['description'] and 'block_scaled' in c['description'])
     r = deep_gemm._C.compile_kernel_config('sm_120a', i)
     assert r['spill_stores'] == 0 and r['stack_frame'] == 0 and r['total_smem'] <= 101376
-
-
-@pytest.mark.skipif(not _have_ext(), reason='deep_gemm._C is not built')
-def test_host_probes_cpu():
-    # Stage 0 stops right after pybind's conversion; later stages run the real checks (same messages)
-    ctx = torch.ones(2, 1, dtype=torch.int32)
-    assert deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 0) is None
-    with pytest.raises(ValueError, match='get_paged_mqa_logits_metadata: `context_lens` must be a CUDA tensor'):
-        deep_gemm._C._paged_metadata_probe(ctx, 64, 4, 1)
-    q = torch.zeros(2, 1, 64, 128).to(torch.float8_e4m3fn)
-    args = (q, torch.zeros(4, 64, 1, 132, dtype=torch.uint8), torch.zeros(2, 64), ctx,
-            torch.zeros(2, 4, dtype=torch.int32), torch.zeros(5, 2, dtype=torch.int32), 256, False, None)
-    assert deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 0) is None
-    with pytest.raises(ValueError, match='fp8_paged_mqa_logits: `q` must be a CUDA tensor'):
-        deep_gemm._C._fp8_paged_mqa_logits_probe(*args, 1)

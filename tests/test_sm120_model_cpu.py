@@ -487,8 +487,8 @@ def test_row_registry():
     for n in names:
         fam, m = rows.match(n)
         assert fam is not None and m is not None, n
-    assert rows.resolve('  same, DG_SM90_FP8_MMA=plain', 'paged_mqa_logits B=64 ctx=64K n=1') == \
-        ('row', 'paged_mqa_logits B=64 ctx=64K n=1', {'DG_SM90_FP8_MMA': 'plain'})
+    assert rows.resolve('  same, DG_SM120_FP8_MMA=plain', 'paged_mqa_logits B=64 ctx=64K n=1') == \
+        ('row', 'paged_mqa_logits B=64 ctx=64K n=1', {'DG_SM120_FP8_MMA': 'plain'})
     assert rows.resolve('  same, clean_logits=True (fused, 1 kernel)', 'mqa_logits S=4096 N=16K H=64 D=128 causal') \
         == ('row', 'mqa_logits S=4096 N=16K H=64 D=128 causal clean', {})
     assert rows.resolve('  fused clean cost N=64K (difference)')[0] == 'difference'
@@ -585,7 +585,7 @@ def test_bench_gpu_path_with_a_fake_gpu(tmp_path, capsys, monkeypatch):
     fake.run = lambda c: [common.Row(name=f'hc_prenorm_gemm M={m} N=24 K={k}', seconds=53.6e-6,
                                      bytes_read=m * k * 2 + 24 * k * 4, bytes_written=(m * 24 + m) * 4,
                                      flops=2.0 * m * 24 * k, mma='tf32_mma', check='ok'),
-                          common.Row(name='  same, DG_SM90_F16_Q=warp', seconds=60e-6),
+                          common.Row(name='  same, DG_SM120_FP8_MMA=plain', seconds=60e-6),
                           common.Row(name='host overhead (tiny inputs)', seconds=7e-6)]
     monkeypatch.setitem(sys.modules, 'deep_gemm.bench.hc', fake)
     out = tmp_path / 'rows.json'
@@ -601,9 +601,9 @@ def test_bench_gpu_path_with_a_fake_gpu(tmp_path, capsys, monkeypatch):
     # The row's own bytes drive the DRAM term: 136 MB at 0.85 x 3.35 TB/s
     assert p['terms']['dram'] == pytest.approx((first['bytes_read'] + first['bytes_written']) / (3.35e12 * 0.85))
     assert first['predictions']['RTX PRO 6000']['seconds'] > p['seconds']
-    # A DG_SM90_* variant of an hc row: the hc config choice ignores it, predicted like its parent on sm_90a, not
-    # applicable to the SM120 card; the host-overhead row has no prediction
-    assert variant['predictions']['RTX PRO 6000'] is None and 'error' not in variant['predictions'][
-        'this GPU (H100, sm_90a)']
+    # A DG_SM120_FP8_MMA variant of an hc row: the hc config choice ignores it, so it is predicted like its parent on
+    # every card; the host-overhead row has no prediction
+    for card, pred in variant['predictions'].items():
+        assert 'error' not in pred and pred['seconds'] == pytest.approx(first['predictions'][card]['seconds']), card
     assert all(v is None for v in host['predictions'].values())
     assert 'measured' in printed and '%' in printed and 'hc_prenorm_gemm M=4096 N=24 K=16384' in printed

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.skipif(deep_gemm._C is None, reason='deep_gemm._C is no
 def test_clean_logits_rejects_cpu_tensors():
     logits = torch.zeros(4, 256)
     ks = torch.zeros(4, dtype=torch.int32)
-    with pytest.raises(ValueError, match=r'clean_logits: `logits` must be a CUDA tensor; got a cpu tensor of dtype '
+    with pytest.raises(ValueError, match=r'_clean_logits_ragged: `logits` must be a CUDA tensor; got a cpu tensor of dtype '
                                          r'torch.float32 and shape \[4, 256\]'):
-        deep_gemm._C.clean_logits_ragged(logits, ks, ks)
+        deep_gemm._C._clean_logits_ragged(logits, ks, ks)
 
 
 def test_compile_target_errors():

@@ -6,7 +6,6 @@
 #include <pybind11/stl.h>
 #include <torch/python.h>
 
-#include "../jit/launch_probe.hpp"
 #include "../utils/checks.hpp"
 #include "../utils/outputs.hpp"
 #include "../jit_kernels/impls/smxx_clean_logits.hpp"
@@ -16,17 +15,18 @@
 
 namespace deep_gemm::attention {
 
-// Internal entry points of the standalone clean-logits kernel (used by tests; the public paged calls use it through
-// `clean_logits`, the public ragged calls write their -inf columns inside the logits kernel)
+// Test-only entry points of the standalone clean-logits kernel (`_clean_logits_ragged`, `_clean_logits_paged`; the
+// public paged calls use it through `clean_logits`, the public ragged calls write their -inf columns inside the
+// logits kernel)
 inline void clean_logits_ragged(const torch::Tensor& logits, const torch::Tensor& ks, const torch::Tensor& ke) {
-    const ArgCheck c{"clean_logits"};
+    const ArgCheck c{"_clean_logits_ragged"};
     c.cuda(logits, "logits");
     c.dtype_one_of(logits, "logits", {torch::kFloat, torch::kBFloat16});
     c.dim(logits, "logits", 2, "[S, N]");
     c.last_dim_contiguous(logits, "logits");
     DG_CHECK(logits.stride(0) * logits.element_size() % 16 == 0 and
              reinterpret_cast<uintptr_t>(logits.data_ptr()) % 16 == 0,
-             "clean_logits: `logits` rows must start 16-byte aligned; got row stride ", logits.stride(0));
+             "_clean_logits_ragged: `logits` rows must start 16-byte aligned; got row stride ", logits.stride(0));
     const int num_rows = static_cast<int>(logits.size(0));
     for (const auto& [t, name]: {std::pair{ks, "ks"}, std::pair{ke, "ke"}}) {
         c.on_device(t, name, logits.device());
@@ -40,18 +40,19 @@ inline void clean_logits_ragged(const torch::Tensor& logits, const torch::Tensor
 }
 
 inline void clean_logits_paged(const torch::Tensor& logits, const torch::Tensor& context_lens, int next_n) {
-    const ArgCheck c{"clean_logits"};
+    const ArgCheck c{"_clean_logits_paged"};
     c.cuda(logits, "logits");
     c.dtype_one_of(logits, "logits", {torch::kFloat, torch::kBFloat16});
     c.dim(logits, "logits", 2, "[B * next_n, max_context_len]");
     c.last_dim_contiguous(logits, "logits");
-    DG_CHECK(next_n >= 1, "clean_logits: `next_n` must be >= 1; got ", next_n);
+    DG_CHECK(next_n >= 1, "_clean_logits_paged: `next_n` must be >= 1; got ", next_n);
     c.on_device(context_lens, "context_lens", logits.device());
     c.dtype(context_lens, "context_lens", torch::kInt);
     DG_CHECK(context_lens.dim() == 1 or (context_lens.dim() == 2 and context_lens.size(1) == next_n),
-             "clean_logits: `context_lens` must be [B] or [B, next_n]; got ", describe(context_lens));
-    DG_CHECK(logits.size(0) == context_lens.size(0) * next_n, "clean_logits: `logits`.shape[0] must be B * next_n = ",
-             context_lens.size(0) * next_n, "; got ", describe(logits));
+             "_clean_logits_paged: `context_lens` must be [B] or [B, next_n]; got ", describe(context_lens));
+    DG_CHECK(logits.size(0) == context_lens.size(0) * next_n,
+             "_clean_logits_paged: `logits`.shape[0] must be B * next_n = ", context_lens.size(0) * next_n, "; got ",
+             describe(logits));
     const bool is_2d = context_lens.dim() == 2;
     launch_clean_logits(logits, static_cast<int>(logits.size(0)), static_cast<int>(logits.size(1)),
                         is_2d ? CleanMode::kPaged2D : CleanMode::kPaged1D, nullptr, context_lens.data_ptr<int>(),
@@ -289,35 +290,8 @@ inline torch::Tensor fp8_paged_mqa_logits(const torch::Tensor& q, const torch::T
                             schedule_meta, max_context_len, clean_logits, torch::kFloat, indices);
 }
 
-// Internal, for benchmarks/host_overhead.py: the same calls stopped after a stage (see `stop_at` in
-// sm120_fp8_paged_mqa_logits.hpp), so one GPU run shows where the host microseconds go. Stage 0 returns right
-// after pybind's argument conversion.
-inline torch::Tensor paged_metadata_probe(const torch::Tensor& context_lens, int block_kv, int num_sms, int stop_at) {
-    if (stop_at == 0)
-        return {};
-    return get_paged_mqa_logits_metadata_staged(context_lens, block_kv, num_sms, std::nullopt, stop_at);
-}
-
-inline torch::Tensor fp8_paged_mqa_logits_probe(const torch::Tensor& q, const torch::Tensor& kv_cache,
-                                                const torch::Tensor& weights, const torch::Tensor& context_lens,
-                                                const torch::Tensor& block_table, const torch::Tensor& schedule_meta,
-                                                int64_t max_context_len, bool clean_logits,
-                                                const std::optional<torch::Tensor>& indices, int stop_at) {
-    if (stop_at == 0)
-        return {};
-    return paged_mqa_logits("fp8_paged_mqa_logits", q, std::nullopt, kv_cache, weights, context_lens, block_table,
-                            schedule_meta, max_context_len, clean_logits, torch::kFloat, indices, stop_at);
-}
-
 inline void register_paged_apis(pybind11::module_& m) {
     namespace py = pybind11;
-    m.def("_paged_metadata_probe", &paged_metadata_probe, py::arg("context_lens"), py::arg("block_kv"),
-          py::arg("num_sms"), py::arg("stop_at"));
-    // Microseconds of CPU time per launch of an empty kernel (see jit/launch_probe.hpp for the modes)
-    m.def("_launch_overhead_probe", &jit::launch_overhead_probe, py::arg("mode"), py::arg("n"));
-    m.def("_fp8_paged_mqa_logits_probe", &fp8_paged_mqa_logits_probe, py::arg("q"), py::arg("kv_cache"),
-          py::arg("weights"), py::arg("context_lens"), py::arg("block_table"), py::arg("schedule_meta"),
-          py::arg("max_context_len"), py::arg("clean_logits"), py::arg("indices"), py::arg("stop_at"));
     m.def("get_paged_mqa_logits_metadata", &get_paged_mqa_logits_metadata, py::arg("context_lens"),
           py::arg("block_kv"), py::arg("num_sms"), py::arg("indices") = py::none());
     m.def("fp8_paged_mqa_logits", &fp8_paged_mqa_logits, py::arg("q"), py::arg("kv_cache"), py::arg("weights"),
@@ -336,8 +310,8 @@ inline void register_apis(pybind11::module_& m) {
     register_paged_apis(m);
     // Internal: the sm_120 MMA-form cross-checks run so far in this process, as (key, passed, max_abs_diff)
     register_mma_cross_check_apis(m);
-    m.def("clean_logits_ragged", &clean_logits_ragged, py::arg("logits"), py::arg("ks"), py::arg("ke"));
-    m.def("clean_logits_paged", &clean_logits_paged, py::arg("logits"), py::arg("context_lens"), py::arg("next_n"));
+    m.def("_clean_logits_ragged", &clean_logits_ragged, py::arg("logits"), py::arg("ks"), py::arg("ke"));
+    m.def("_clean_logits_paged", &clean_logits_paged, py::arg("logits"), py::arg("context_lens"), py::arg("next_n"));
 }
 
 } // namespace deep_gemm::attention

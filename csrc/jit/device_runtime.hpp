@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <string>
 
+#include "../utils/env_watch.hpp"
 #include "../utils/exception.hpp"
 #include "../utils/system.hpp"
 
@@ -55,7 +56,7 @@ public:
     }
 
     // `DG_SM120_MODE=1`: plan tiles, stages and shared memory for sm_120 while compiling for the GPU at hand
-    static bool sm120_mode() { return get_env_flag("DG_SM120_MODE"); }
+    static bool sm120_mode() { return DgKnobs::get().sm120_mode; }
 
     int get_num_sms() {
         const int device_sms = props().multiProcessorCount;

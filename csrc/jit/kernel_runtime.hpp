@@ -5,10 +5,10 @@
 // context (the one torch's streams and allocations live in), fetched once per device with `cuKernelGetFunction`.
 // Before each launch the current context is compared with that primary context (one TLS read in the driver); should
 // they differ (a thread that never made the device current, a caller's own context), the primary context is pushed
-// for the launch. Measured on the H100 host (`_launch_overhead_probe`, run 3 of 2026-11-25 evening): an empty
-// kernel costs 4.30 us per launch through `cuLaunchKernelEx` of the `CUkernel` (the first version), 4.45 us through
-// the cached `CUfunction`, 4.89 us through `cudaLaunchKernel`: the driver's own cost, not the kernel lookup; this
-// form is kept because it also launches correctly from a fresh thread (tests/test_launch_path.py).
+// for the launch. Measured on the H100 host (a C++ loop of empty-kernel launches; docs/PERF.md, "Runtime", run 12):
+// an empty kernel costs 3.60 us per launch through `cuLaunchKernelEx` of the `CUkernel` (the first version), 3.28 us
+// through the cached `CUfunction`, 3.74 us through `cudaLaunchKernel`: the driver's own cost, not the kernel lookup;
+// this form is kept because it also launches correctly from a fresh thread (tests/test_launch_path.py).
 
 #include <atomic>
 #include <mutex>
@@ -170,8 +170,8 @@ public:
     }
 
     // The context-independent path: `cuLaunchKernelEx` of the `CUkernel`, the driver finding the context from the
-    // stream (or the current one for the null stream). The fallback of `launch_params`, and mode 0 of
-    // `_launch_overhead_probe`. The shared-memory limit must have been raised (`launch_params` does).
+    // stream (or the current one for the null stream). The fallback of `launch_params` for device ordinals outside
+    // the slots. The shared-memory limit must have been raised (`launch_params` does).
     void launch_context_free_params(const LaunchConfig& config, void** params) {
         CUlaunchConfig cfg = {};
         cfg.gridDimX = config.grid_x, cfg.gridDimY = config.grid_y, cfg.gridDimZ = config.grid_z;
@@ -181,14 +181,6 @@ public:
         cfg.attrs = nullptr, cfg.numAttrs = 0;
         DG_CU_CHECK(Driver::get().cuLaunchKernelEx(&cfg, reinterpret_cast<CUfunction>(kernel), params, nullptr),
                     describe(config));
-    }
-
-    // Raise the limits on `device` without launching (mode 0 of the probe, which bypasses `launch_params`)
-    void prepare_device(int device, unsigned smem_bytes) {
-        if (slotted(device))
-            prepare(device, smem_bytes);
-        else
-            prepare_unslotted(device, smem_bytes);
     }
 
     template <typename... Args>

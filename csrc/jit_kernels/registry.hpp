@@ -18,6 +18,7 @@ enum KernelFamily : uint32_t {
     kFamilyCleanLogits = 4,
     kFamilyGemm = 5,
     kFamilyLayout = 6,
+    kFamilyHcPrenorm = 7,
 };
 
 struct KernelSpec {

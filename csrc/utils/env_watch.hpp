@@ -1,15 +1,19 @@
 #pragma once
 
-// NOTES: warm paths that derive something from `DG_*` environment variables (a kernel config from
-// `DG_SM120_FP8_MMA`, `DG_SM90_FP8_MMA`, `DG_SM90_F16_Q`, `DG_SM120_MMA_CHECK`, `DG_SM120_MODE`,
-// `DG_PRINT_CONFIGS`, ...) can keep the derived value until one of those variables changes, instead of calling
-// `getenv` (a scan of the whole environment each) several times per call. Tests and benchmarks flip these
-// variables between calls (`os.environ[...] = ...`, `monkeypatch.setenv`), so the change must be seen on the next
-// call: `DgEnvWatch::generation()` makes one pass over `environ`, compares every `DG_*` entry, byte for byte, with
-// the copy it kept, and returns a new generation number whenever anything differs (an entry added, removed,
-// reordered or changed). Comparing contents, not pointers, makes it exact whatever way the environment was
-// changed (setenv, putenv of a buffer later rewritten, unsetenv). Derived values are still computed with
-// `get_env` on a new generation, so their meaning is exactly that of reading the variables on every call.
+// NOTES: the one warm-path policy of every kernel family (docs/DEVELOPING.md): a warm call reads no environment
+// variable (`getenv` scans the whole environment), formats no string and hashes none. What a call derives from the
+// `DG_*` variables (a kernel config from `DG_SM120_FP8_MMA`, `DG_SM120_MODE`, `DG_SM120_MMA_CHECK`,
+// `DG_PRINT_CONFIGS`, ...) is kept until one of those variables changes: tests and benchmarks flip them between
+// calls (`os.environ[...] = ...`, `monkeypatch.setenv`), so the change must be seen on the next call.
+// `DgEnvWatch::generation()` makes one pass over `environ`, compares every `DG_*` entry, byte for byte, with the copy
+// it kept, and returns a new generation number whenever anything differs (an entry added, removed, reordered or
+// changed). Comparing contents, not pointers, makes it exact whatever way the environment was changed (setenv, putenv
+// of a buffer later rewritten, unsetenv). Derived values are computed with `get_env` on a new generation only, so
+// their meaning is exactly that of reading the variables on every call:
+//   - `DgKnobs::get()`: the raw knobs, re-read per generation (values are validated where they are used, so an
+//     invalid one fails the calls that use it, every time);
+//   - `WarmPlanCache`: a family's last few plans (config, MMA form, print flag) per small integer key, dropped on a
+//     new generation; a plan that throws while being made is not kept, so every call throws again.
 //
 // Per thread (`thread_local`): no lock, and a thread's generation only orders its own reads. Measured on the
 // 2-core dev machine (g++ -O3, hot loop), the six `get_env` calls of the paged logits call's config block vs one
@@ -20,6 +24,9 @@
 #include <cstring>
 #include <string>
 #include <unistd.h>
+#include <utility>
+
+#include "system.hpp"
 
 namespace deep_gemm {
 
@@ -72,6 +79,62 @@ public:
             return gen;
         resave();
         return ++ gen;
+    }
+};
+
+// The `DG_*` knobs the warm paths read, re-read once per generation of this thread's `DgEnvWatch`
+struct DgKnobs {
+    uint64_t generation = 0;
+    bool sm120_mode = false;        // DG_SM120_MODE
+    bool print_configs = false;     // DG_PRINT_CONFIGS
+    bool poison_outputs = false;    // DG_DEBUG_POISON_OUTPUTS
+    std::string fp8_mma;            // DG_SM120_FP8_MMA
+    std::string fp4_mma;            // DG_SM120_FP4_MMA
+    std::string mma_check;          // DG_SM120_MMA_CHECK
+
+    static const DgKnobs& get() {
+        static thread_local DgKnobs knobs;
+        const uint64_t generation = DgEnvWatch::get().generation();
+        if (generation != knobs.generation) {
+            knobs.sm120_mode = get_env_flag("DG_SM120_MODE");
+            knobs.print_configs = get_env_flag("DG_PRINT_CONFIGS");
+            knobs.poison_outputs = get_env_flag("DG_DEBUG_POISON_OUTPUTS");
+            knobs.fp8_mma = get_env("DG_SM120_FP8_MMA");
+            knobs.fp4_mma = get_env("DG_SM120_FP4_MMA");
+            knobs.mma_check = get_env("DG_SM120_MMA_CHECK");
+            knobs.generation = generation;
+        }
+        return knobs;
+    }
+};
+
+// A family's last few warm-path plans, per thread, keyed by a packed integer (device, dtype, shape: what the plan
+// depends on besides the `DG_*` environment) and valid for one `DgEnvWatch` generation
+template <typename Plan>
+class WarmPlanCache {
+    static constexpr int kSlots = 8;
+    struct Slot {
+        uint64_t generation = 0;    // 0: empty
+        uint64_t key = 0;
+        Plan plan;
+    };
+    Slot slots[kSlots];
+    int next = 0;
+
+public:
+    // The plan of `key`, made by `make()` (which may throw: then nothing is kept) when this generation has none. The
+    // reference stays valid until this thread's next `find`.
+    template <typename Make>
+    const Plan& find(const uint64_t key, const Make& make) {
+        const uint64_t generation = DgEnvWatch::get().generation();
+        for (const auto& slot: slots)
+            if (slot.generation == generation and slot.key == key)
+                return slot.plan;
+        Plan plan = make();
+        auto& slot = slots[next];
+        next = (next + 1) % kSlots;
+        slot.plan = std::move(plan), slot.key = key, slot.generation = generation;
+        return slot.plan;
     }
 };
 

@@ -149,28 +149,24 @@ def run(ceilings) -> list:
         rows.append(Row(name=f'paged_mqa_logits B={B} ctx={ctx_len // 1024}K n={next_n}', seconds=t,
                         bytes_read=tokens * (D + 4) + q.numel() + w.numel() * 4 + bt.numel() * 4,
                         bytes_written=valid * 4, flops=2 * H * D * valid, check=check))
-        if torch.cuda.get_device_capability() == (9, 0) and B == 64 and next_n == 1:
-            # sm_90 only: the same case with ptxas' emulation of the plain FP8 mma.sync instead of the F16 route, and
-            # the F16 route with q's raw registers converted per use instead of q converted once into shared memory
-            for var, value, note in (('DG_SM90_FP8_MMA', 'plain', 'ptxas emulates the plain FP8 mma.sync (the form '
-                                      'before the F16 route)'),
-                                     ('DG_SM90_F16_Q', 'regs', 'F16 route, q converted per use from registers'),
-                                     ('DG_SM90_F16_Q', 'warp', 'F16 route, 4 consumer warps with a q region each '
-                                      '(before the 8-warp shared-q form)')):
-                previous = os.environ.get(var)
-                os.environ[var] = value
-                try:
-                    check = _check(call(), q, kv, w, ctx, bt)
-                    t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
-                finally:
-                    if previous is None:
-                        os.environ.pop(var)
-                    else:
-                        os.environ[var] = previous
-                main = rows[-1] if not rows[-1].name.startswith('  same') else rows[-2]
-                rows.append(Row(name=f'  same, {var}={value}', seconds=t, bytes_read=main.bytes_read,
-                                bytes_written=main.bytes_written, flops=main.flops, check=check,
-                                notes=[f'sm_90 only: {note}']))
+        if torch.cuda.get_device_capability()[0] == 12 and B == 64 and next_n == 1:
+            # sm_120 only (elsewhere the plain form is the only one): the plain FP8 mma.sync instead of the
+            # block-scaled full-rate form, the fallback should the form's cross-check fail
+            previous = os.environ.get('DG_SM120_FP8_MMA')
+            os.environ['DG_SM120_FP8_MMA'] = 'plain'
+            try:
+                check = _check(call(), q, kv, w, ctx, bt)
+                t = gpu_time(call, 'sm120_fp8_paged_mqa_logits')
+            finally:
+                if previous is None:
+                    os.environ.pop('DG_SM120_FP8_MMA')
+                else:
+                    os.environ['DG_SM120_FP8_MMA'] = previous
+            main = rows[-1]
+            rows.append(Row(name='  same, DG_SM120_FP8_MMA=plain', seconds=t, bytes_read=main.bytes_read,
+                            bytes_written=main.bytes_written, flops=main.flops, check=check,
+                            notes=['sm_120 only: the plain FP8 mma.sync (half rate with FP32 accumulation on '
+                                   'GeForce cards) instead of the block-scaled form']))
         del q, kv, w, ctx, bt
         torch.cuda.empty_cache()
 

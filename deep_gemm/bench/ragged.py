@@ -134,7 +134,7 @@ def run(ceilings) -> list:
     logits = torch.zeros(batch * next_n, width, device='cuda')
 
     def paged_clean():
-        deep_gemm._C.clean_logits_paged(logits, lens, next_n)
+        deep_gemm._C._clean_logits_paged(logits, lens, next_n)
 
     paged_clean()
     j = torch.arange(width, device='cuda')[None, :]

@@ -63,27 +63,17 @@ inline ArchSpec with_sm120_planning(ArchSpec spec) {
 // `DG_SM120_FP8_MMA=plain` / `DG_SM120_FP4_MMA=portable`; until validated on real SM120 hardware each is
 // cross-checked once per configuration against its portable twin (impls/sm120_mma_cross_check.hpp).
 inline bool choose_block_scaled_fp8_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP8_MMA");
+    const auto& form = DgKnobs::get().fp8_mma;
     DG_CHECK(form.empty() or form == "plain" or form == "block_scaled",
              "environment variable DG_SM120_FP8_MMA must be 'plain' or 'block_scaled'; got '", form, "'");
     return arch.block_scaled_mma and form != "plain";
 }
 
 inline bool choose_native_fp4_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM120_FP4_MMA");
+    const auto& form = DgKnobs::get().fp4_mma;
     DG_CHECK(form.empty() or form == "portable" or form == "native",
              "environment variable DG_SM120_FP4_MMA must be 'portable' or 'native'; got '", form, "'");
     return arch.block_scaled_mma and form != "portable";
-}
-
-// sm_90 has no FP8 `mma.sync` (ptxas emulates each one with F16 conversions of both operands, 2 HMMA and 4 FADD);
-// the F16 route (`mma::split_fp8_a/b` + `mma::f16_m16n8k16`) converts each operand once per k step and accumulates
-// in place. `DG_SM90_FP8_MMA=plain` keeps ptxas' emulation. Other targets have a native FP8 form.
-inline bool choose_f16_fp8_mma(const ArchSpec& arch) {
-    const auto form = get_env("DG_SM90_FP8_MMA");
-    DG_CHECK(form.empty() or form == "plain" or form == "f16",
-             "environment variable DG_SM90_FP8_MMA must be 'plain' or 'f16'; got '", form, "'");
-    return arch.major == 9 and form != "plain";
 }
 
 // The spec used for a call on the current device: the device's own, or sm_120's in SM120 mode. Either way the

@@ -58,10 +58,10 @@ struct HcPrenormPlan {
 // The split count comes from a latency/bandwidth cost model, with a two-level sum tree where it pays.
 // NOTES: the alternatives it replaced measured slower or tied on the H100 (SM120 mode, N=24 K=16384, this plan /
 // the first heuristic (split count = min(SMs / CTAs, sqrt(main / combine bytes)), one-level sum, no K rotation) /
-// this plan without the K rotation, docs/runs/2026-11-25_h100_run3_bench.log): M=1 8.9 / 9.4 / 8.9 us,
+// this plan without the K rotation; docs/PERF.md, "Design measurements"): M=1 8.9 / 9.4 / 8.9 us,
 // M=64 14.9 / 19.5 / 14.9 us, M=4096 68.8 / 69.8 / 69.2 us, M=16384 247.2 / 248.5 / 247.5 us.
-// The constants were then fitted to a sweep of split counts and sum shapes (`benchmarks/hc_timeline.cu sweep`,
-// docs/runs/2026-11-25_h100_run13_hc_sweep.log): a CTA streams at most (kNumStages - 1) stages per ~3 us under load
+// The constants were then fitted to a sweep of split counts and sum shapes (docs/PERF.md, tf32_hc_prenorm_gemm,
+// item 3; the per-CTA timeline tool it used is retired): a CTA streams at most (kNumStages - 1) stages per ~3 us under load
 // (not per 1 us), and a closer reads partials from L2 at ~5e4 bytes/us (not 1e5). Kernel time (first CTA start to
 // last CTA end), old plan -> this plan: M=256 17.4 -> 15.5 us (20 -> 64 splits), M=512 24.8 -> 16.1 us (10 -> 32),
 // M=1024 29.1 -> 21.1 us (8 -> 16), M=2048 49.7 -> 30.6 us (4 -> 8), M=7 10.4 -> 9.5 us (two-level sum);

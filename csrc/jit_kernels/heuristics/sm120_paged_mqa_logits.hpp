@@ -9,7 +9,6 @@
 
 #include "common.hpp"
 #include "../../utils/exception.hpp"
-#include "../../utils/system.hpp"
 
 namespace deep_gemm {
 
@@ -19,20 +18,11 @@ struct PagedMQALogitsHeuristics {
     // The warp layout (fixed in the kernel: keep these in step with `sm120_fp8_paged_mqa_logits_impl`): 4 consumer
     // warps of 2 m-tiles (16 keys each) plus one producer warp. 5 warps allow up to 255 registers (9 would cap
     // them at 168); with H = 64 two m-tiles give 16 independent accumulator chains, each q fragment feeding two
-    // MMAs. Measured on the H100 (SM120 mode, B=64 ctx=64K n=1): 482.7 us; 1 m-tile on 8 warps was slower on every
-    // shape (515.2 us), 2 m-tiles on 8 warps (465.8 us) tied it on the other shapes and spills on sm_90a. The same
-    // held for sm_90's F16 route: 402.3 us here (docs/runs/2026-11-25_h100_run7_bench.log) vs 444.9 us with 8 warps
-    // of 1 m-tile (run 6: 163 registers and two warps per scheduler, but 2.5 instead of 1.5 conversions per MMA).
-    // The F16 route's shared-q form (below) is the exception: 8 warps of 2 m-tiles in 168 registers, 279.1 us vs
-    // 329.3 us for its 4-warp form in the same run (docs/runs/2026-11-25_h100_run11_bench.log).
+    // MMAs. Measured on the H100 (SM120 mode, B=64 ctx=64K n=1, the plain FP8 form; docs/PERF.md, "Design
+    // measurements"): 482.7 us; 1 m-tile on 8 warps was slower on every shape (515.2 us), 2 m-tiles on 8 warps
+    // (465.8 us) tied it on the other shapes and spills on sm_90a.
     static constexpr int kNumConsumerWarps = 4;
-    static int num_threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
-
-    // The F16 route with q in shared memory (below) and next_n <= 2 runs 8 consumer warps sharing one q region per
-    // row slot (two regions: next_n 1 and 2 share the config); next_n > 2 keeps 4 warps with a region each
-    static constexpr int kSharedQBuffers = 2;
-    // (`DG_SM90_F16_Q=warp` keeps the 4-warp form for every next_n: the A/B of the bench)
-    static bool shared_q(int next_n) { return next_n <= kSharedQBuffers and get_env("DG_SM90_F16_Q") != "warp"; }
+    static constexpr int kNumThreads = (kNumConsumerWarps + 1) * 32;
 
     // One stage holds a page: block_kv key rows of `row_bytes` (D for FP8, D / 2 for FP4), then block_kv 4-byte
     // scales (128-byte aligned)
@@ -47,19 +37,8 @@ struct PagedMQALogitsHeuristics {
         return not native and num_heads == 64 and head_dim == 128;
     }
 
-    // The F16 route of sm_90 keeps q converted (f16) in shared memory for H = 64, D = 128 (the production shape), so
-    // only the keys are converted per m-group (64 instead of 192 conversions per 128 MMAs); other shapes convert q's
-    // raw registers per use
-    static bool f16_q_smem(int num_heads, int head_dim) {
-        return num_heads == 64 and head_dim == 128 and get_env("DG_SM90_F16_Q") != "regs";
-    }
-
-    // Shared memory of the kernel's q regions (portable FP4 or the F16 route with q in shared memory): per region
-    // (a consumer warp's, or a row slot's when `shared`), H rows of D 16-bit values, and when shared the row's H
-    // float weights
-    static int q_smem_bytes(int num_heads, int head_dim, int num_regions, bool shared) {
-        return num_regions * num_heads * (head_dim * 2 + (shared ? 4 : 0));
-    }
+    // Shared memory of the portable FP4 form's q regions: one per consumer warp, H rows of D bf16 values
+    static int q_smem_bytes(int num_heads, int head_dim) { return kNumConsumerWarps * num_heads * head_dim * 2; }
 
     // Per stage: the page, a 16-byte header and two 8-byte mbarriers (the barrier block 128-byte aligned when a
     // q region follows it)

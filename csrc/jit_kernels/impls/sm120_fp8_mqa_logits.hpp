@@ -4,8 +4,9 @@
 // source generation, the compile-only enumeration, the one-time MMA-form cross-checks (block-scaled FP8 against
 // plain FP8, native FP4 against portable FP4), and the launch.
 //
-// NOTES: the warm path is kept short: the compiled kernel is cached per (config, device) under a packed integer key
-// (no source generation or string hashing per call), and the arch spec per device.
+// NOTES: the warm path (docs/DEVELOPING.md, "one warm-path policy"): the plan per thread and `DG_*` generation
+// (`RaggedLogitsPlan`), the compiled kernel per (config, device) under a packed integer key (no source generation or
+// string hashing per call).
 
 #include <Python.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -216,12 +217,6 @@ inline MmaCheckResult cross_check_ragged_fp4_mqa_logits(const RaggedMqaLogitsCon
 // The form to launch with: the plan's, unless its cross-check fails (or cannot run yet, during graph capture)
 inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const ArchSpec& arch, int device,
                                  cudaStream_t stream) {
-    // NOTES: the early exits of `MmaCrossCheck::resolve`, without building the description string on the warm path
-    const auto mode = mma_check_mode();
-    const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
-    const bool validated = config.plan.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
-    if (not forced and (not config.plan.block_scaled or validated))
-        return config.plan.block_scaled;
     if (config.plan.fp4)
         return MmaCrossCheck::get().resolve("fp4_mqa_logits", config.description(), config.plan.block_scaled,
                                             kFp4NativeValidatedOnHardware, device, stream, [&](bool inject_fault) {
@@ -233,19 +228,51 @@ inline bool resolve_block_scaled(const RaggedMqaLogitsConfig& config, const Arch
     });
 }
 
+// The warm-path plan of a (device, FP8 or FP4, H, D) under the current `DG_*` environment (the one warm-path policy:
+// a `WarmPlanCache`, utils/env_watch.hpp): the arch spec, the candidate config with the sm_120a/121a-only MMA form
+// where the target has it, and whether DG_PRINT_CONFIGS is on
+struct RaggedLogitsPlan {
+    const ArchSpec* arch = nullptr;     // `cached_arch_spec` (stable for the life of the process)
+    bool settled = false;               // `config.plan.block_scaled` is final (no cross-check involved)
+    bool print = false;                 // DG_PRINT_CONFIGS
+    RaggedMqaLogitsConfig config;       // the final config if `settled`, else the candidate to resolve
+    mutable ResolvedMmaForm resolved;   // not `settled`: the cross-check's decision, once made
+
+    static const RaggedLogitsPlan& find(int device, int num_heads, int head_dim, bool fp4) {
+        static thread_local WarmPlanCache<RaggedLogitsPlan> plans;
+        const uint64_t key = static_cast<uint64_t>(device) | static_cast<uint64_t>(fp4) << 16 |
+                             static_cast<uint64_t>(num_heads) << 24 | static_cast<uint64_t>(head_dim) << 32;
+        return plans.find(key, [&]() {
+            RaggedLogitsPlan p;
+            p.arch = &cached_arch_spec(device);
+            const bool sm120_form = fp4 ? choose_native_fp4_mma(*p.arch) : choose_block_scaled_fp8_mma(*p.arch);
+            p.config = RaggedMqaLogitsConfig{plan_ragged_mqa_logits(*p.arch, num_heads, head_dim, sm120_form, fp4)};
+            const bool validated = fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
+            p.settled = settled_mma_form(sm120_form, validated).has_value();
+            p.print = DgKnobs::get().print_configs;
+            return p;
+        });
+    }
+};
+
 // The public path: plan, pick the MMA form (cross-checked once), launch on the current stream
 inline void launch_ragged_mqa_logits(const RaggedMqaLogitsArgs& args, int num_heads, int head_dim, bool fp4,
                                      int device) {
     if (args.num_q == 0 or args.num_k == 0)
         return;
+    // A copy: the cross-check's warning may run Python code
+    const RaggedLogitsPlan plan = RaggedLogitsPlan::find(device, num_heads, head_dim, fp4);
     // The cached spec, with the SM count of now (`set_num_sms` may change it between calls)
-    ArchSpec arch = cached_arch_spec(device);
+    ArchSpec arch = *plan.arch;
     arch.num_sms = jit::DeviceRuntime::get().get_num_sms();
-    const bool sm120_form = fp4 ? choose_native_fp4_mma(arch) : choose_block_scaled_fp8_mma(arch);
-    RaggedMqaLogitsConfig config{plan_ragged_mqa_logits(arch, num_heads, head_dim, sm120_form, fp4)};
+    RaggedMqaLogitsConfig config = plan.config;
     const auto stream = at::cuda::getCurrentCUDAStream(device).stream();
-    config.plan.block_scaled = resolve_block_scaled(config, arch, device, stream);
-    if (get_env_flag("DG_PRINT_CONFIGS")) {
+    if (not plan.settled) {
+        config.plan.block_scaled = ResolvedMmaForm::decide(plan.resolved, stream, [&]() {
+            return resolve_block_scaled(config, arch, device, stream);
+        }, [&](const ResolvedMmaForm& r) { RaggedLogitsPlan::find(device, num_heads, head_dim, fp4).resolved = r; });
+    }
+    if (plan.print) {
         static std::mutex print_mutex;
         static std::map<std::string, bool> printed;
         std::lock_guard<std::mutex> lock(print_mutex);

@@ -63,34 +63,21 @@ struct PagedMQALogitsConfig {
     int num_heads = 64, head_dim = 128, block_kv = 64, num_stages = 2;
     bool fp4 = false;
     bool fast_mma = false;      // FP8: block-scaled with unit scales; FP4: native m16n8k64 (sm_120a/121a only)
-    bool q_smem = false;        // portable FP4 / F16 route: q converted once per row into shared memory
-    bool f16_mma = false;       // FP8 on sm_90: operands converted to F16 once per k step (`choose_f16_fp8_mma`)
-    int consumer_warps = PagedMQALogitsHeuristics::kNumConsumerWarps;
-    int q_regions = 0;          // q_smem: one per consumer warp, or (fewer, F16 route) one per row slot, shared
+    bool q_smem = false;        // portable FP4: q dequantized once per row into a shared-memory region per warp
 
     // `fast`: the sm_120a/121a-only MMA form; FP4's q placement follows from the form and the shape
-    // `q_aligned16`: q's rows start 16-byte aligned (the F16 route's q-in-shared-memory loads are 16-byte vectors)
-    // `next_n`: the F16 route with q in shared memory shares it among 8 consumer warps for next_n <= 2
-    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast,
-                                     bool f16 = false, bool q_aligned16 = true, int next_n = 1) {
+    static PagedMQALogitsConfig make(const ArchSpec& arch, int h, int d, int bkv, bool fp4, bool fast) {
         using H = PagedMQALogitsHeuristics;
         PagedMQALogitsConfig c;
         c.num_heads = h, c.head_dim = d, c.block_kv = bkv, c.fp4 = fp4, c.fast_mma = fast;
-        c.f16_mma = f16 and not fp4 and not fast;
-        c.q_smem = fp4 ? H::fp4_q_smem(h, d, fast) : c.f16_mma and q_aligned16 and H::f16_q_smem(h, d);
-        const bool shared = c.q_smem and c.f16_mma and H::shared_q(next_n);
-        c.consumer_warps = shared ? 8 : H::kNumConsumerWarps;
-        c.q_regions = c.q_smem ? (shared ? H::kSharedQBuffers : c.consumer_warps) : 0;
+        c.q_smem = fp4 and H::fp4_q_smem(h, d, fast);
         c.num_stages = H::num_stages(arch, c.row_bytes(), bkv, c.q_bytes());
         return c;
     }
 
-    int q_bytes() const {
-        return PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim, q_regions, q_regions < consumer_warps);
-    }
-
+    int q_bytes() const { return q_smem ? PagedMQALogitsHeuristics::q_smem_bytes(num_heads, head_dim) : 0; }
     int row_bytes() const { return fp4 ? head_dim / 2 : head_dim; }
-    int num_threads() const { return PagedMQALogitsHeuristics::num_threads(consumer_warps); }
+    int num_threads() const { return PagedMQALogitsHeuristics::kNumThreads; }
     std::string symbol() const { return fp4 ? "sm120_fp4_paged_mqa_logits" : "sm120_fp8_paged_mqa_logits"; }
     int smem_bytes() const {
         return PagedMQALogitsHeuristics::smem_bytes(row_bytes(), block_kv, num_stages, q_bytes());
@@ -101,8 +88,7 @@ struct PagedMQALogitsConfig {
         return static_cast<uint64_t>(num_heads) | static_cast<uint64_t>(head_dim) << 8 |
                static_cast<uint64_t>(block_kv) << 16 | static_cast<uint64_t>(num_stages) << 24 |
                static_cast<uint64_t>(fp4) << 32 | static_cast<uint64_t>(fast_mma) << 33 |
-               static_cast<uint64_t>(q_smem) << 34 | static_cast<uint64_t>(f16_mma) << 35 |
-               static_cast<uint64_t>(consumer_warps) << 36 | static_cast<uint64_t>(q_regions) << 44;
+               static_cast<uint64_t>(q_smem) << 34;
     }
 
     std::string generate() const {
@@ -116,8 +102,7 @@ struct PagedMQALogitsConfig {
                    "        int flags) {\n",
                    "    deep_gemm::sm120_fp8_paged_mqa_logits_impl<", num_heads, ", ", head_dim, ", ", block_kv, ", ",
                    num_stages, ", ", fp4 ? "true" : "false", ", ", fast_mma ? "true" : "false", ", ",
-                   q_smem ? "true" : "false", ", ", f16_mma ? "true" : "false", ", ", consumer_warps, ", ",
-                   q_regions == 0 ? consumer_warps : q_regions, ">(\n",
+                   q_smem ? "true" : "false", ">(\n",
                    "        q, q_sf, kv_cache, page_stride, num_pool_pages, weights, weights_stride, context_lens,\n",
                    "        cl_stride_b, cl_stride_t, block_table, bt_stride, max_pages, schedule_meta, logits,\n",
                    "        logits_stride, num_requests, next_n, max_context_len, flags);\n",
@@ -125,29 +110,24 @@ struct PagedMQALogitsConfig {
     }
 
     std::string describe() const {
-        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable")
-                               : (fast_mma ? "block_scaled" : (f16_mma ? "f16" : "plain"));
+        const char* form = fp4 ? (fast_mma ? "fp4_native" : "fp4_portable") : (fast_mma ? "block_scaled" : "plain");
         return cat(fp4 ? "FP4" : "FP8", " H=", num_heads, " D=", head_dim, " block_kv=", block_kv, " stages=",
-                   num_stages, " mma=", form, q_smem ? (q_regions < consumer_warps ? " q=smem,shared" : " q=smem") : "",
-                   consumer_warps != PagedMQALogitsHeuristics::kNumConsumerWarps ? cat(" warps=", consumer_warps) : "");
+                   num_stages, " mma=", form, q_smem ? " q=smem" : "");
     }
 
+    // sm_90 has no FP8 `mma.sync`: ptxas emulates the plain form (F16 conversions and HMMAs)
     std::vector<std::string> expected_sass(const ArchSpec& arch) const {
-        if (fp4) {
-            if (fast_mma)
-                return {"OMMA.SF.16864"};
-            return {"HMMA.16816.F32.BF16"};
-        }
+        if (fp4)
+            return {fast_mma ? "OMMA.SF.16864" : "HMMA.16816.F32.BF16"};
         if (arch.is_sm120_family())
             return {fast_mma ? "QMMA.SF" : "QMMA.16832"};
-        if (f16_mma)
-            return {"F2FP.F16.E4M3.UNPACK_B", "HMMA.16816.F32"};
+        if (arch.major == 9)
+            return {"HMMA.16816.F32"};
         return {};
     }
 
     // Every config the heuristics can pick: FP8 with both MMA forms where the block-scaled one exists (the plain
-    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback; on sm_90 the F16 route and, with
-    // `DG_SM90_FP8_MMA=plain`, the emulated plain form), FP4 with the portable form (q in shared
+    // form is `DG_SM120_FP8_MMA=plain` and the cross-check's fallback), FP4 with the portable form (q in shared
     // memory for H = 64, D = 128) and, where it exists, the native one
     static std::vector<KernelSpec> enumerate(const ArchSpec& arch) {
         std::vector<KernelSpec> specs;
@@ -160,22 +140,13 @@ struct PagedMQALogitsConfig {
             specs.push_back({"paged_mqa_logits", c.symbol(), c.generate(), c.describe(), c.num_threads(),
                              c.smem_bytes(), c.expected_sass(arch)});
         };
-        for (const int h: {8, 16, 32, 64})
-            for (const int d: {32, 64, 128})
-                for (const int bkv: {32, 64})
-                    for (const bool fast: forms) {
-                        add(make(arch, h, d, bkv, false, fast));
-                        if (arch.major == 9) {
-                            add(make(arch, h, d, bkv, false, fast, true, true, 1));
-                            if (not fast and h == 64 and d == 128)   // the shared-q form is next_n <= 2 only
-                                add(make(arch, h, d, bkv, false, fast, true, true, 3));
-                        }
-                    }
-        for (const int h: {8, 16, 32, 64})
-            for (const int d: {64, 128})
-                for (const int bkv: {32, 64})
-                    for (const bool fast: forms)
-                        add(make(arch, h, d, bkv, true, fast));
+        for (const bool fp4: {false, true})
+            for (const int h: {8, 16, 32, 64})
+                for (const int d: {32, 64, 128})
+                    for (const int bkv: {32, 64})
+                        for (const bool fast: forms)
+                            if (not fp4 or d != 32)
+                                add(make(arch, h, d, bkv, fp4, fast));
         return specs;
     }
 };
@@ -189,9 +160,8 @@ inline bool is_capturing() {
 
 } // namespace paged_detail
 
-// `dry_run`: everything but the driver call (the host-overhead breakdown of benchmarks/host_overhead.py)
 inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n, int block_kv, int num_sms,
-                                  const torch::Tensor& meta, bool dry_run = false) {
+                                  const torch::Tensor& meta) {
     const int device = context_lens.get_device();
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyPagedMetadata, 0, device, &PagedMetadataConfig::generate, &PagedMetadataConfig::symbol);
@@ -201,8 +171,6 @@ inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n,
     launch.block_x = PagedMetadataConfig::kNumThreads;
     launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
     launch.device = device;
-    if (dry_run)
-        return;
     runtime->launch(launch, static_cast<const int*>(context_lens.data_ptr<int>()),
                     static_cast<int>(context_lens.size(0)), static_cast<long long>(context_lens.stride(0)),
                     static_cast<long long>(is_2d ? context_lens.stride(1) : 0), next_n, is_2d ? 1 : 0, block_kv,
@@ -231,7 +199,7 @@ struct PagedLogitsArgs {
 };
 
 inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedLogitsArgs& a, int device,
-                                cudaStream_t stream, bool dry_run = false) {
+                                cudaStream_t stream) {
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyPagedLogits, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
     jit::LaunchConfig launch;
@@ -240,8 +208,6 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
     launch.smem_bytes = static_cast<unsigned>(config.smem_bytes());
     launch.stream = stream;
     launch.device = device;
-    if (dry_run)
-        return;
     runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.kv_cache),
                     static_cast<long long>(a.page_stride), a.num_pool_pages, a.weights,
                     static_cast<long long>(a.weights_stride), a.context_lens, static_cast<long long>(a.cl_stride_b),
@@ -308,22 +274,8 @@ inline MmaCheckResult cross_check_paged_logits(const PagedMQALogitsConfig& candi
     return compare_mma_outputs(outs[0], outs[1], inject_fault);
 }
 
-// The MMA form of `config` when it follows from the config and `DG_SM120_MMA_CHECK` alone (no cross-check
-// involved: the config's own form), else nothing
-inline std::optional<bool> settled_paged_fast_mma(const PagedMQALogitsConfig& config) {
-    const auto mode = mma_check_mode();
-    const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
-    const bool validated = config.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
-    if (not forced and (not config.fast_mma or validated))
-        return config.fast_mma;
-    return std::nullopt;
-}
-
 // The MMA form to launch with: the config's, unless its cross-check fails (or cannot run yet, during capture)
 inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int device, cudaStream_t stream) {
-    // NOTES: the same early exit as `resolve`, without building the description string on the warm path
-    if (const auto settled = settled_paged_fast_mma(config))
-        return *settled;
     const bool validated = config.fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
     return MmaCrossCheck::get().resolve(config.fp4 ? "fp8_fp4_paged_mqa_logits (FP4)" : "fp8_paged_mqa_logits",
                                         config.describe(), config.fast_mma, validated, device, stream,
@@ -333,62 +285,37 @@ inline bool resolve_paged_fast_mma(const PagedMQALogitsConfig& config, int devic
 }
 
 // ------------------------------------------------------------------------------------------ the warm-path plan
-// NOTES: the config a logits call launches with follows from (device, FP8 or FP4, H, D, block_kv, q's 16-byte
-// alignment, whether next_n allows the shared q), the `DG_*` environment (DG_SM120_MODE through the arch spec, DG_SM120_FP8_MMA / DG_SM120_FP4_MMA,
-// DG_SM90_FP8_MMA, DG_SM90_F16_Q, DG_SM120_MMA_CHECK, DG_PRINT_CONFIGS) and, only for an sm_120-only MMA form not
-// yet validated on hardware, the cross-check's state. Each thread keeps its last few plans, dropped as soon as
-// any `DG_*` variable changes (`DgEnvWatch`, one pass over the environment instead of five `getenv` calls, the arch
-// spec's lock and a `make` per call). A plan whose MMA form depends on the cross-check keeps `settled` false,
-// and the call resolves that form as before (so `_mma_cross_check_reset` and capture-time deferral still apply).
-// Errors (an invalid variable value) are thrown while planning and nothing is kept, so every call throws again.
+// NOTES: the config a logits call launches with follows from (device, FP8 or FP4, H, D, block_kv), the `DG_*`
+// environment (DG_SM120_MODE through the arch spec, DG_SM120_FP8_MMA / DG_SM120_FP4_MMA, DG_SM120_MMA_CHECK,
+// DG_PRINT_CONFIGS) and, only for an sm_120-only MMA form not yet validated on hardware, the cross-check's state.
+// Plans are kept per thread in a `WarmPlanCache` (utils/env_watch.hpp: the one warm-path policy). A plan whose MMA form
+// depends on the cross-check keeps `settled` false, and the call resolves that form as before (so
+// `_mma_cross_check_reset` and capture-time deferral still apply).
 struct PagedLogitsPlan {
-    int device = -1, h = 0, d = 0, bkv = 0;
-    bool fp4 = false, q_aligned16 = false;
-    bool shared_q = false;              // `PagedMQALogitsHeuristics::shared_q(next_n)`: the config depends on next_n
-    uint64_t generation = 0;            // `DgEnvWatch` generation the plan was made under (0: empty slot)
     const ArchSpec* arch = nullptr;     // `cached_arch_spec` (stable for the life of the process)
-    bool f16 = false;                   // `choose_f16_fp8_mma`
     bool settled = false;               // `config.fast_mma` is final (no cross-check involved)
     bool print = false;                 // DG_PRINT_CONFIGS
     PagedMQALogitsConfig config;        // the final config if `settled`, else the candidate to resolve
-};
+    mutable ResolvedMmaForm resolved;   // not `settled`: the cross-check's decision, once made
 
-class PagedLogitsPlans {
-    static constexpr int kSlots = 8;
-    PagedLogitsPlan slots[kSlots];
-    int next = 0;
-
-public:
-    static PagedLogitsPlans& get() {
-        static thread_local PagedLogitsPlans plans;
-        return plans;
-    }
-
-    // The reference stays valid until this thread's next call
-    const PagedLogitsPlan& find(int device, bool fp4, int h, int d, int bkv, bool q_aligned16, int next_n) {
-        const uint64_t generation = DgEnvWatch::get().generation();
-        const bool shared_q = PagedMQALogitsHeuristics::shared_q(next_n);
-        for (const auto& p: slots)
-            if (p.generation == generation and p.device == device and p.fp4 == fp4 and p.h == h and p.d == d and
-                p.bkv == bkv and p.q_aligned16 == q_aligned16 and p.shared_q == shared_q)
-                return p;
-        PagedLogitsPlan p;
-        p.device = device, p.fp4 = fp4, p.h = h, p.d = d, p.bkv = bkv, p.q_aligned16 = q_aligned16;
-        p.shared_q = shared_q;
-        p.arch = &cached_arch_spec(device);
-        // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that check
-        // fail, the portable form (re-planned: FP4's q placement and stages depend on the form). On sm_90 FP8 takes
-        // the F16 route, whose q-in-shared-memory loads need q's rows 16-byte aligned.
-        const bool want_fast = fp4 ? choose_native_fp4_mma(*p.arch) : choose_block_scaled_fp8_mma(*p.arch);
-        p.f16 = not fp4 and choose_f16_fp8_mma(*p.arch);
-        p.config = PagedMQALogitsConfig::make(*p.arch, h, d, bkv, fp4, want_fast, p.f16, q_aligned16, next_n);
-        p.settled = settled_paged_fast_mma(p.config).has_value();
-        p.print = get_env_flag("DG_PRINT_CONFIGS");
-        p.generation = generation;
-        auto& slot = slots[next];
-        next = (next + 1) % kSlots;
-        slot = p;
-        return slot;
+    // The plan of this thread for the current `DG_*` environment; the reference stays valid until its next call
+    static const PagedLogitsPlan& find(int device, bool fp4, int h, int d, int bkv) {
+        static thread_local WarmPlanCache<PagedLogitsPlan> plans;
+        const uint64_t key = static_cast<uint64_t>(device) | static_cast<uint64_t>(fp4) << 16 |
+                             static_cast<uint64_t>(h) << 24 | static_cast<uint64_t>(d) << 32 |
+                             static_cast<uint64_t>(bkv) << 48;
+        return plans.find(key, [&]() {
+            PagedLogitsPlan p;
+            p.arch = &cached_arch_spec(device);
+            // The sm_120a/121a-only MMA form where the target has it (cross-checked once); else, or should that
+            // check fail, the portable form (re-planned: FP4's q placement and stages depend on the form)
+            const bool want_fast = fp4 ? choose_native_fp4_mma(*p.arch) : choose_block_scaled_fp8_mma(*p.arch);
+            p.config = PagedMQALogitsConfig::make(*p.arch, h, d, bkv, fp4, want_fast);
+            const bool validated = fp4 ? kFp4NativeValidatedOnHardware : kFp8BlockScaledValidatedOnHardware;
+            p.settled = settled_mma_form(want_fast, validated).has_value();
+            p.print = DgKnobs::get().print_configs;
+            return p;
+        });
     }
 };
 
@@ -476,35 +403,23 @@ inline void check_paged_indices(const ArgCheck& c, const std::optional<torch::Te
              describe(context_lens));
 }
 
-// `stop_at` >= 0 (internal, the host-overhead breakdown only): return an undefined tensor after stage 1 (the
-// argument checks), 2 (the device guard and the allocation) or 3 (the kernel lookup, no launch)
-inline torch::Tensor get_paged_mqa_logits_metadata_staged(const torch::Tensor& context_lens, int block_kv,
-                                                          int num_sms, const std::optional<torch::Tensor>& indices,
-                                                          int stop_at) {
+inline torch::Tensor get_paged_mqa_logits_metadata(const torch::Tensor& context_lens, int block_kv, int num_sms,
+                                                   const std::optional<torch::Tensor>& indices) {
     const ArgCheck c{"get_paged_mqa_logits_metadata"};
     check_paged_context_lens(c, context_lens);
     DG_CHECK(block_kv > 0, c.fn, ": `block_kv` must be positive; got ", block_kv);
     DG_CHECK(num_sms > 0, c.fn, ": `num_sms` must be positive; got ", num_sms);
     check_paged_indices(c, indices, context_lens);
-    if (stop_at == 1)
-        return {};
     // NOTES: `indices` (varlen) needs nothing here: every token is scheduled as its own request. The output comes
     // straight from the CUDA caching allocator (`new_device_tensor`: no dispatcher round-trip)
     const c10::cuda::CUDAGuard guard(context_lens.device());
     const std::array<int64_t, 2> sizes = {static_cast<int64_t>(num_sms) + 1, 2};
     const auto meta = new_device_tensor(at::IntArrayRef(sizes), torch::kInt, context_lens.device());
-    if (stop_at == 2)
-        return {};
     const int next_n = context_lens.dim() == 2 ? static_cast<int>(context_lens.size(1)) : 1;
     if (context_lens.dim() == 2 and next_n == 0)
         return meta.fill_(0).index_put_({-1, 0}, static_cast<int>(context_lens.size(0)));
-    launch_paged_metadata(context_lens, next_n, block_kv, num_sms, meta, stop_at == 3);
-    return stop_at == 3 ? torch::Tensor() : meta;
-}
-
-inline torch::Tensor get_paged_mqa_logits_metadata(const torch::Tensor& context_lens, int block_kv, int num_sms,
-                                                   const std::optional<torch::Tensor>& indices) {
-    return get_paged_mqa_logits_metadata_staged(context_lens, block_kv, num_sms, indices, -1);
+    launch_paged_metadata(context_lens, next_n, block_kv, num_sms, meta);
+    return meta;
 }
 
 // `q_sf` present: the FP4 form (q packed e2m1 int8 [B, next_n, H, D/2], q_sf int32 [B, next_n, H], an FP4 cache
@@ -513,8 +428,7 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
                                       const torch::Tensor& kv_cache, const torch::Tensor& weights,
                                       const torch::Tensor& context_lens, const torch::Tensor& block_table,
                                       const torch::Tensor& schedule_meta, int64_t max_context_len, bool clean_logits,
-                                      at::ScalarType logits_dtype, const std::optional<torch::Tensor>& indices,
-                                      int stop_at = -1) {
+                                      at::ScalarType logits_dtype, const std::optional<torch::Tensor>& indices) {
     const ArgCheck c{fn};
     const bool fp4 = q_sf.has_value();
     c.cuda(q, "q");
@@ -627,13 +541,9 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     DG_CHECK(0 <= max_context_len and max_context_len < (int64_t(1) << 31), fn,
              ": `max_context_len` must be in [0, 2^31); got ", max_context_len);
 
-    if (stop_at == 1)
-        return {};
     const c10::cuda::CUDAGuard guard(device);
     check_context_lens_values(fn, context_lens, block_table.size(1), static_cast<int>(block_kv),
                               static_cast<int>(max_context_len), static_cast<int>(next_n));
-    if (stop_at == 2)
-        return {};
 
     // The output: [B * next_n, max_context_len] with an aligned row stride, over a whole [B * next_n, stride]
     // allocation. NOTES: the fresh tensor's sizes are set in place (no view op on the warm path); the kernels
@@ -645,23 +555,20 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
     logits.unsafeGetTensorImpl()->set_sizes_and_strides(at::IntArrayRef(sizes), at::IntArrayRef(strides));
     if (B == 0 or max_context_len == 0)
         return logits;
-    if (stop_at == 3)
-        return {};
 
     const int dev_index = device.index();
     const int h = static_cast<int>(H), d = static_cast<int>(D), bkv = static_cast<int>(block_kv);
-    const bool q_aligned16 = reinterpret_cast<uintptr_t>(q.data_ptr()) % 16 == 0;
     const auto stream = at::cuda::getCurrentCUDAStream(dev_index).stream();
-    // The plan of this shape under the current `DG_*` environment (`PagedLogitsPlans`), then the MMA form's
+    // The plan of this shape under the current `DG_*` environment (`PagedLogitsPlan::find`), then the MMA form's
     // cross-check where the plan could not settle it. A copy: the cross-check's warning may run Python code
-    const PagedLogitsPlan plan =
-        PagedLogitsPlans::get().find(dev_index, fp4, h, d, bkv, q_aligned16, static_cast<int>(next_n));
+    const PagedLogitsPlan plan = PagedLogitsPlan::find(dev_index, fp4, h, d, bkv);
     auto config = plan.config;
     if (not plan.settled) {
-        const bool fast = resolve_paged_fast_mma(config, dev_index, stream);
+        const bool fast = ResolvedMmaForm::decide(plan.resolved, stream, [&]() {
+            return resolve_paged_fast_mma(config, dev_index, stream);
+        }, [&](const ResolvedMmaForm& r) { PagedLogitsPlan::find(dev_index, fp4, h, d, bkv).resolved = r; });
         if (fast != config.fast_mma)
-            config = PagedMQALogitsConfig::make(*plan.arch, h, d, bkv, fp4, fast, plan.f16, q_aligned16,
-                                                static_cast<int>(next_n));
+            config = PagedMQALogitsConfig::make(*plan.arch, h, d, bkv, fp4, fast);
     }
     if (plan.print)
         std::fprintf(stderr, "deep_gemm: %s: %s\n", fn, config.describe().c_str());
@@ -680,11 +587,7 @@ inline torch::Tensor paged_mqa_logits(const char* fn, const torch::Tensor& q, co
                             block_table.stride(0), static_cast<int>(std::min<int64_t>(block_table.size(1), INT32_MAX)),
                             schedule_meta.data_ptr<int>(), num_sms, logits.data_ptr(), stride, static_cast<int>(B),
                             static_cast<int>(next_n), static_cast<int>(max_context_len), flags};
-    if (stop_at == 4)
-        return {};
-    launch_paged_logits(config, a, dev_index, stream, stop_at == 5);
-    if (stop_at == 5)
-        return {};
+    launch_paged_logits(config, a, dev_index, stream);
     if (clean_logits)
         launch_clean_logits(logits, static_cast<int>(B * next_n), static_cast<int>(max_context_len),
                             context_lens.dim() == 2 ? CleanMode::kPaged2D : CleanMode::kPaged1D, nullptr,

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,13 +34,24 @@ constexpr bool kFp4NativeValidatedOnHardware = false;
 enum class MmaCheckMode { kDefault, kOff, kForce, kForceFail };
 
 inline MmaCheckMode mma_check_mode() {
-    const auto v = get_env("DG_SM120_MMA_CHECK");
+    const auto& v = DgKnobs::get().mma_check;
     if (v.empty() or v == "1") return MmaCheckMode::kDefault;
     if (v == "0") return MmaCheckMode::kOff;
     if (v == "force") return MmaCheckMode::kForce;
     if (v == "force-fail") return MmaCheckMode::kForceFail;
     DG_CHECK(false, "environment variable DG_SM120_MMA_CHECK must be unset, 0, 1, 'force' or 'force-fail'; got '", v, "'");
     return MmaCheckMode::kDefault;
+}
+
+// The MMA form a config launches with when it follows from the config and DG_SM120_MMA_CHECK alone (the portable form,
+// a form validated on hardware, or the check off: nothing to run or look up), else nothing. Warm-path plans settle
+// the form with it once per `DG_*` generation; `MmaCrossCheck::resolve` decides the rest.
+inline std::optional<bool> settled_mma_form(bool candidate, bool validated) {
+    const auto mode = mma_check_mode();
+    const bool forced = mode == MmaCheckMode::kForce or mode == MmaCheckMode::kForceFail;
+    if (not forced and (mode == MmaCheckMode::kOff or not candidate or validated))
+        return candidate;
+    return std::nullopt;
 }
 
 struct MmaCheckResult {
@@ -116,6 +128,32 @@ public:
                 throw pybind11::error_already_set();
         }
         return r.passed and candidate;
+    }
+};
+
+// A warm-path plan's memory of the form `MmaCrossCheck::resolve` decided for its config: valid while no reset happened
+// since (`epoch`), so a warm call of a config whose form is not settled by the plan (an sm_120-only form not yet
+// validated on hardware) builds no key string. A deferral (during graph capture) is not a decision: not remembered.
+struct ResolvedMmaForm {
+    uint64_t epoch = ~uint64_t(0);
+    bool form = false;
+
+    std::optional<bool> lookup() const {
+        return epoch == MmaCrossCheck::get().epoch() ? std::optional<bool>(form) : std::nullopt;
+    }
+
+    // `resolve()` (a call of `MmaCrossCheck::resolve`), and `store(ResolvedMmaForm)` to remember its decision in the
+    // plan (found again: `resolve` may run Python code that replaces this thread's plans)
+    template <typename Resolve, typename Store>
+    static bool decide(const ResolvedMmaForm& memo, cudaStream_t stream, const Resolve& resolve, const Store& store) {
+        if (const auto form = memo.lookup())
+            return *form;
+        const uint64_t epoch = MmaCrossCheck::get().epoch();
+        const bool form = resolve();
+        cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess and capture == cudaStreamCaptureStatusNone)
+            store(ResolvedMmaForm{epoch, form});
+        return form;
     }
 };
 

@@ -1,20 +1,23 @@
 #pragma once
 
 // Host side of the mHC pre-norm GEMM (`deep_gemm/include/deep_gemm/impls/sm120_tf32_hc_prenorm_gemm.cuh`).
+//
+// NOTES: the warm path (docs/DEVELOPING.md, "one warm-path policy"): the arch spec cached per device, the split plan
+// (integer and floating-point arithmetic on the shape), the `DG_*` knobs through `DgKnobs`, the compiled kernel found
+// by a packed integer key: no `getenv`, no source generation, no string hashing.
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/python.h>
 
-#include <map>
-#include <mutex>
 #include <utility>
 
 #include "../../jit/cache.hpp"
 #include "../../jit/device_runtime.hpp"
 #include "../heuristics/sm120_hc_prenorm_gemm.hpp"
 #include "../registry.hpp"
+#include "sm120_gemm.hpp"
 
 namespace deep_gemm {
 
@@ -27,6 +30,9 @@ struct HcPrenormGemmConfig {
     std::string symbol() const { return "sm120_tf32_hc_prenorm_gemm"; }
 
     int smem_bytes() const { return T::smem_bytes(num_n_tiles); }
+
+    // Everything `generate` depends on
+    uint64_t key() const { return static_cast<uint64_t>(num_n_tiles) | static_cast<uint64_t>(round_rna) << 8; }
 
     std::string generate() const {
         return cat("#include <deep_gemm/impls/sm120_tf32_hc_prenorm_gemm.cuh>\n\n",
@@ -57,32 +63,6 @@ struct HcPrenormGemmConfig {
     }
 };
 
-// Split-sum counters kept per (device, stream) for the process lifetime: zeroed once when created, and every kernel
-// leaves them zero (the CTA a counter elects resets it), so no per-call memset launch is needed. One buffer per stream
-// keeps concurrent streams apart; calls on one stream are ordered. Not used while capturing a CUDA graph (a replay
-// could run concurrently with eager calls on the capture stream): there the counters come with the call's workspace.
-class HcCounterPool {
-public:
-    static constexpr int64_t kNumCounters = 16384;
-
-    static uint32_t* get(int device, cudaStream_t stream) {
-        static HcCounterPool pool;
-        std::lock_guard<std::mutex> lock(pool.mutex);
-        const auto key = std::make_pair(device, reinterpret_cast<uintptr_t>(stream));
-        if (const auto it = pool.buffers.find(key); it != pool.buffers.end())
-            return it->second;
-        void* ptr = nullptr;
-        DG_RUNTIME_CHECK(cudaMalloc(&ptr, kNumCounters * 4) == cudaSuccess,
-                         "tf32_hc_prenorm_gemm: cudaMalloc of the split counters failed");
-        C10_CUDA_CHECK(cudaMemsetAsync(ptr, 0, kNumCounters * 4, stream));
-        return pool.buffers[key] = static_cast<uint32_t*>(ptr);
-    }
-
-private:
-    std::mutex mutex;
-    std::map<std::pair<int, uintptr_t>, uint32_t*> buffers;
-};
-
 // Arguments are validated by the caller (csrc/apis/hyperconnection.hpp). `d`: [num_user_splits, M, N] (or [M, N])
 // contiguous; `sqr_sum`: [num_user_splits, M] (or [M]) contiguous; `a`/`b` rows 16-byte aligned.
 inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
@@ -93,7 +73,9 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
         return;
     const c10::cuda::CUDAGuard guard(a.device());
     const auto device = a.get_device();
-    const auto arch = current_arch_spec();
+    // The cached spec, with the SM count of now (`set_num_sms` may change it between calls)
+    ArchSpec arch = cached_arch_spec(device);
+    arch.num_sms = jit::DeviceRuntime::get().get_num_sms();
     const auto plan = get_hc_prenorm_plan(arch, m, n, k, num_user_splits);
     const HcPrenormGemmConfig config{plan.num_n_tiles, round_rna};
     DG_HOST_ASSERT(config.smem_bytes() == plan.smem_bytes);
@@ -115,21 +97,23 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
         cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
         DG_RUNTIME_CHECK(cudaStreamIsCapturing(stream, &capture) == cudaSuccess,
                          "tf32_hc_prenorm_gemm: cudaStreamIsCapturing failed");
-        const bool pooled = capture == cudaStreamCaptureStatusNone and num_counters <= HcCounterPool::kNumCounters;
+        // The GEMMs' per-(device, stream) counters (zeroed once; every kernel leaves them zero; calls on one stream
+        // are ordered), except under graph capture, where a replay could overlap eager calls on the capture stream
+        const bool pooled = capture == cudaStreamCaptureStatusNone and num_counters <= SplitCounterPool::kNumCounters;
         const int64_t counter_bytes = pooled ? 0 : (num_counters * 4 + 255) / 256 * 256;
         workspace = torch::empty({counter_bytes + ws_bytes}, a.options().dtype(torch::kUInt8));
         auto* base = static_cast<uint8_t*>(workspace.data_ptr());
         ws_ptr = reinterpret_cast<float*>(base + counter_bytes);
         if (pooled) {
-            counters_ptr = HcCounterPool::get(device, stream);
+            counters_ptr = SplitCounterPool::get(device, stream);
         } else {
             counters_ptr = reinterpret_cast<unsigned*>(base);
             C10_CUDA_CHECK(cudaMemsetAsync(counters_ptr, 0, num_counters * 4, stream));
         }
     }
 
-    const auto runtime = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(),
-                                                                 jit::DeviceRuntime::compile_target(device));
+    const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
+        kFamilyHcPrenorm, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
     jit::LaunchConfig launch;
     launch.grid_x = static_cast<unsigned>(plan.num_m_tiles);
     launch.grid_y = static_cast<unsigned>(plan.num_int_splits);
@@ -139,7 +123,7 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
     launch.stream = stream;
     launch.device = device;
     const long long lda = a.size(0) > 1 ? a.stride(0) : k, ldb = b.size(0) > 1 ? b.stride(0) : k;
-    if (get_env_flag("DG_PRINT_CONFIGS"))
+    if (DgKnobs::get().print_configs)
         std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: n_tiles=%d m_tiles=%d "
                      "int_splits=%d group=%d smem=%d rounding=%s\n", m, n, k, num_user_splits, plan.num_n_tiles,
                      plan.num_m_tiles, plan.num_int_splits, plan.group_size, plan.smem_bytes,

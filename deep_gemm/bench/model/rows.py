@@ -179,25 +179,17 @@ def _even_split(total: int, parts: int):
     return [(s + 1) * total // parts - s * total // parts for s in range(parts)]
 
 
-def _paged_fp8_description(t: Target, next_n: int) -> str:
-    env = lambda k: t.env.get(k, os.environ.get(k, ''))    # noqa: E731
-    base = rf'^FP8 H={H} D={D} block_kv={BKV} stages=\d+ mma='
-    if t.sm120:
-        return base + ('plain$' if env('DG_SM120_FP8_MMA') == 'plain' else 'block_scaled$')
-    if t.sm90 and env('DG_SM90_FP8_MMA') != 'plain':
-        q = env('DG_SM90_F16_Q')
-        if q == 'regs':
-            return base + 'f16$'
-        if next_n <= 2 and q != 'warp':
-            return base + r'f16 q=smem,shared warps=8$'
-        return base + r'f16 q=smem$'
-    return base + 'plain$'
+def _paged_fp8_description(t: Target) -> str:
+    """PagedMQALogitsConfig::make's FP8 MMA form: block-scaled on sm_120a/121a unless DG_SM120_FP8_MMA=plain, the
+    plain mma.sync everywhere else (emulated by ptxas on sm_90)."""
+    env = t.env.get('DG_SM120_FP8_MMA', os.environ.get('DG_SM120_FP8_MMA', ''))
+    form = 'block_scaled' if t.sm120 and env != 'plain' else 'plain'
+    return rf'^FP8 H={H} D={D} block_kv={BKV} stages=\d+ mma={form}$'
 
 
 def _paged_work(t: Target, kernel, spec, B, ctx_len, next_n, row_bytes, bytes_read, bytes_written):
     stages = int(re.search(r'stages=(\d+)', spec['description']).group(1))
-    m = re.search(r'warps=(\d+)', spec['description'])
-    consumers = int(m.group(1)) if m else 4
+    consumers = spec['num_threads'] // 32 - 1     # PagedMQALogitsHeuristics: consumer warps + one producer warp
     units = B * math.ceil(ctx_len / BKV)
     return Work(kernel=kernel, threads=spec['num_threads'], dynamic_smem=spec['dynamic_smem'],
                 cta_stages=_even_split(units, t.gpu.sms),
@@ -212,7 +204,7 @@ def _paged_work(t: Target, kernel, spec, B, ctx_len, next_n, row_bytes, bytes_re
                  'paged_mqa_logits B=4096 ctx=2K n=1', 'paged_mqa_logits B=64 ctx=32K n=2'])
 def _paged(t: Target, B, ctx, n, row=None):
     B, ctx_len, next_n = int(B), int(ctx) * 1024, int(n)
-    kernel, spec = t.kernel('paged_mqa_logits', _paged_fp8_description(t, next_n))
+    kernel, spec = t.kernel('paged_mqa_logits', _paged_fp8_description(t))
     tokens = B * ctx_len
     valid = B * sum(ctx_len - i for i in range(next_n))
     rd = row.bytes_read if row else tokens * (D + 4) + B * next_n * H * D + B * next_n * H * 4 + \

@@ -58,8 +58,6 @@ def predict_row(name, card: Card, parent=None, row=None):
             return dict(seconds=a.seconds - b.seconds, binding=a.binding, terms={}, description='difference of '
                         'two predictions', derived=True)
         _, canonical, env = how
-        if any(k.startswith('DG_SM90_') for k in env) and not card.target.sm90:
-            return None
         work = _build(canonical, card.target, env, row if canonical == name else None)
         if work is None:            # the family has no prediction for this row on this card
             return None

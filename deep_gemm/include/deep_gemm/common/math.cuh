@@ -4,8 +4,6 @@
 
 namespace deep_gemm {
 
-DG_DEVICE float neg_inf() { return __int_as_float(0xff800000); }
-
 // Round-to-nearest-even float -> bf16, NaN-preserving
 DG_DEVICE uint16_t float_to_bf16_bits(float x) {
     uint16_t r;

@@ -3,8 +3,9 @@
 // Shared-memory operand tiles of the mma.sync kernels: one swizzle, one copy plan, and the fragment loaders.
 //
 // A tile holds `kRows` K-major rows of `kRowBytes` bytes (128: a 128-wide FP8 k block or a 64-wide BF16 one; 64: a
-// 128-wide k block of packed FP4). Rows are split into 16-byte chunks whose column is XOR-swizzled by the row, so the
-// 8 rows one ldmatrix matrix reads (same logical chunk, 8 consecutive rows) land in 8 distinct 16-byte bank groups.
+// 128-wide k block of packed FP4; 32: the indexers' shortest key rows, D = 32 FP8 or D = 64 packed FP4). Rows are split
+// into 16-byte chunks whose column is XOR-swizzled by the row, so the 8 rows one ldmatrix matrix reads (same logical
+// chunk, 8 consecutive rows) land in 8 distinct 16-byte bank groups.
 //
 // Fragment loaders (mma.cuh has the register layouts; g = lane / 4, t = lane % 4):
 //   - `load_a16x32` / `load_b16x32`: one ldmatrix.x4 over 32 bytes of k: an m16 A fragment (FP8 m16n8k32 or BF16
@@ -24,15 +25,17 @@ namespace deep_gemm {
 
 template <int kRowBytes>
 struct SwizzledTile {
-    static_assert(kRowBytes == 128 or kRowBytes == 64, "128- or 64-byte rows");
+    static_assert(kRowBytes == 128 or kRowBytes == 64 or kRowBytes == 32, "128-, 64- or 32-byte rows");
     static constexpr int kChunks = kRowBytes / 16;
 
     // Byte offset of logical 16-byte chunk `chunk` of row `row`
     DG_DEVICE static uint32_t offset(const int row, const int chunk) {
         if constexpr (kChunks == 8)
             return row * 128 + ((chunk ^ (row & 7)) << 4);
-        else   // two 64-byte rows share a 128-byte bank line: swizzle by row pair
+        else if constexpr (kChunks == 4)   // two 64-byte rows share a 128-byte bank line: swizzle by row pair
             return row * 64 + ((chunk ^ ((row >> 1) & 3)) << 4);
+        else                               // four 32-byte rows share a line: swizzle by row quad
+            return row * 32 + ((chunk ^ ((row >> 2) & 1)) << 4);
     }
 };
 
@@ -85,6 +88,14 @@ struct TileCopyPlan {
 // m16 x 32 bytes at (row0, k step s): registers a0..a3 of mma.cuh's A layout
 template <int kRowBytes>
 DG_DEVICE void load_a16x32(uint32_t (&a)[4], const uint32_t tile, const int row0, const int s, const int lane) {
+    ptx::ldmatrix_x4(a, tile + SwizzledTile<kRowBytes>::offset(row0 + (lane & 15), 2 * s + (lane >> 4)));
+}
+
+// The same with the tile given by a generic pointer (the address is converted per load).
+// NOTES: the paged indexer uses this form: with a 32-bit shared address held across its unit loop instead, ptxas'
+// sm_90a allocation of the emulated FP8 MMA (the H100 test path) spilled 72 B where this form spills none
+template <int kRowBytes>
+DG_DEVICE void load_a16x32(uint32_t (&a)[4], const uint8_t* tile, const int row0, const int s, const int lane) {
     ptx::ldmatrix_x4(a, tile + SwizzledTile<kRowBytes>::offset(row0 + (lane & 15), 2 * s + (lane >> 4)));
 }
 

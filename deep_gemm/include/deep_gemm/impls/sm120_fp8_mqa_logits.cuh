@@ -32,22 +32,13 @@
 // bitwise deterministic. Rows of a key tile beyond the CTA's key range are zero-filled, never read from global.
 
 #include "../common/math.cuh"
+#include "../common/smem_tile.cuh"
 #include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
 #include "smxx_clean_logits.cuh"
 
 namespace deep_gemm {
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a key tile of `kRowBytes`-byte rows. The XOR swizzle
-// puts the 8 rows one ldmatrix phase reads (same chunk, consecutive rows) in 8 distinct 16-byte bank groups.
-template <int kRowBytes>
-DG_DEVICE uint32_t key_tile_offset(const uint32_t row, const uint32_t chunk) {
-    constexpr uint32_t kChunksPerRow = kRowBytes / 16;
-    constexpr uint32_t kRowsPerLine = 8 / kChunksPerRow;
-    const uint32_t swizzled = chunk ^ ((row / kRowsPerLine) % kChunksPerRow);
-    return row * kRowBytes + swizzled * 16;
-}
 
 // -inf into key split `split`'s part of the masked columns of `rows` rows (row r: valid range [lo[r], hi[r]), an
 // empty range as [0, 0)), all `kNumThreads` threads cooperating; rows start 16-byte aligned
@@ -171,7 +162,7 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
             for (int c = thread; c < kTileChunks; c += kNumThreads) {
                 const int row = c / (kRowBytes / 16), chunk = c % (kRowBytes / 16);
                 const int key = key_base + row;
-                uint8_t* dst = tile + key_tile_offset<kRowBytes>(row, chunk);
+                uint8_t* dst = tile + SwizzledTile<kRowBytes>::offset(row, chunk);
                 if (key < cta_hi)
                     ptx::cp_async_16(dst, k + static_cast<int64_t>(key) * kRowBytes + chunk * 16);
                 else
@@ -234,9 +225,11 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
     if constexpr (kWeightsInSmem)
         __syncwarp();
 
-    // This lane's ldmatrix row address within a 16-key m-tile: matrix `lane / 8` is (rows +0 / +8) x (k 0-15 / 16-31)
-    const int ld_row = (lane % 8) + ((lane / 8) % 2) * 8;
-    const int ld_chunk = lane / 16;
+    // This lane's ldmatrix row within a 16-key m-tile (matrix `lane / 8` is (rows +0 / +8) x (k 0-15 / 16-31)): the
+    // lane map of `load_a16x32` (common/smem_tile.cuh), spelled out here with the terms computed once per thread.
+    // NOTES: the helper itself (lane terms per load), or even `lane & 15` here, tipped ptxas' sm_90a allocation of the
+    // portable FP4 form into spills (28 -> 188 B stored, the H100 test path); sm_120a SASS is the same either way
+    const int ld_row = (lane % 8) + ((lane / 8) % 2) * 8, ld_chunk = lane / 16;
 
     for (int i = 0; i < my_num_tiles; ++ i) {
         ptx::cp_async_wait<kNumStages - 2>();
@@ -255,15 +248,12 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
             if (pair_base >= warp_hi or pair_base + 32 <= warp_lo)
                 continue;
 
-#if defined(__CUDA_ARCH__) and __CUDA_ARCH__ == 900
-            constexpr bool kOpaqueQ = true;
-#else
-            constexpr bool kOpaqueQ = kFp4 and not kBlockScaled;
-#endif
-            // NOTES: sm_90 emulates the FP8 MMA through F16 operands, and portable FP4 dequantizes q to bf16 (4x the
-            // registers); hoisting those copies out of this loop would spill. An empty asm makes q opaque per
-            // pair-tile (no instructions), so they are rebuilt per use instead.
-            if constexpr (kOpaqueQ) {
+            // NOTES: the portable forms (`not kBlockScaled`) may convert operands per use: ptxas' emulation of the
+            // plain FP8 mma.sync on sm_90 turns both into F16, portable FP4 dequantizes q to bf16 (4x the
+            // registers); hoisting q's conversions out of this loop would spill. An empty asm makes q opaque per
+            // pair-tile (no instructions), so they are rebuilt per use instead. Where q feeds the plain MMA raw
+            // (sm_120a) the SASS is the same with or without it; the native FP4 form is better without it.
+            if constexpr (not kBlockScaled) {
                 #pragma unroll
                 for (int g = 0; g < kNumGroups; ++ g) {
                     #pragma unroll
@@ -295,8 +285,8 @@ DG_DEVICE void sm120_fp8_mqa_logits_impl(const uint8_t* q, const int* q_sf, cons
                 uint32_t a[2][4];
                 #pragma unroll
                 for (int m = 0; m < 2; ++ m)
-                    ptx::ldmatrix_x4(a[m], tile + key_tile_offset<kRowBytes>(pair * 32 + m * 16 + ld_row,
-                                                                             kk * 2 + ld_chunk));
+                    ptx::ldmatrix_x4(a[m], tile + SwizzledTile<kRowBytes>::offset(pair * 32 + m * 16 + ld_row,
+                                                                                  kk * 2 + ld_chunk));
                 if constexpr (kFp4) {
                     using Mma = mma::Fp4Mma<kBlockScaled>;
                     typename Mma::FragA fa[2];

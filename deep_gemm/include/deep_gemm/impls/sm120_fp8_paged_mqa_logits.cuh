@@ -24,7 +24,7 @@
 // Epilogue: relu(acc) * w summed over the lane's heads, a reduce-scatter over the quad (shfl_xor 1, 2) that
 // leaves each lane whole sums of distinct keys, times the key's scale (FP8), stored for j < ctx.
 //
-// Consumer warp w (of C = 4 or 8) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by next_n),
+// Consumer warp w (of C = 4) = (page group g, row slot r, m-group part k): R rows in flight (1, 2 or 4 by next_n),
 // P m-group parts, G = C / (R * P) page groups taking units u with u % G == g. For next_n > R a warp loops over
 // rows r, r + R, ... and reloads its q fragments per row (a slower path for next_n > 4).
 //
@@ -32,6 +32,7 @@
 // so m-tiles past a row's length read defined shared memory and are never stored.
 
 #include "../common/math.cuh"
+#include "../common/smem_tile.cuh"
 #include "../mma/fp4.cuh"
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
@@ -54,19 +55,10 @@ struct PagedStageLayout {
     static constexpr int kPageBytes = kKeyBytes + kBlockKV * 4;
     static constexpr int kStageBytes = align_up(kPageBytes, 128);
     static constexpr int kChunksPerRow = kRowBytes / 16;
-    static constexpr int kRowsPerLine = 8 / kChunksPerRow;   // 128-byte bank line
+    // The key rows are a `SwizzledTile` (common/smem_tile.cuh), read with its A-fragment loader
+    using Keys = SwizzledTile<kRowBytes>;
 
-    // NOTES: byte offset of 16-byte chunk `c` of key row `row`: XOR-swizzled so that the 8 rows one ldmatrix
-    // matrix reads land in 8 distinct 16-byte bank groups
-    DG_DEVICE static int key_offset(const int row, const int c) {
-        return row * kRowBytes + ((c ^ ((row / kRowsPerLine) % kChunksPerRow)) << 4);
-    }
-};
-
-// How many warps share one q conversion (a compile-time count, see `convert_q_f16`)
-template <int kWays>
-struct PagedWays {
-    static constexpr int kValue = kWays;
+    DG_DEVICE static int key_offset(const int row, const int c) { return static_cast<int>(Keys::offset(row, c)); }
 };
 
 template <int kNumStages>
@@ -106,26 +98,15 @@ struct PagedWalker {
 };
 
 // kFp4: FP4 q / keys (else FP8). kFastMma: the sm_120a/121a-only form (FP8: block-scaled with unit scales; FP4:
-// native m16n8k64). The block is kNumConsumerWarps consumer warps plus one producer warp (the host's
-// `PagedMQALogitsHeuristics::num_threads`). NOTES: with 4 consumers (5 warps) registers go up to 255, which 2
-// m-tiles per warp with q in registers need; 8 consumers (9 warps: 3 on one SM sub-partition) cap them at 168,
-// which only the shared-q F16 route fits.
+// native m16n8k64); without it, the portable twin (FP8: the plain `mma.sync`, emulated by ptxas on sm_90; FP4:
+// dequantized bf16 MMAs). The block is kNumConsumerWarps = 4 consumer warps plus one producer warp (the host's
+// `PagedMQALogitsHeuristics::kNumThreads`). NOTES: 5 warps allow up to 255 registers, which 2 m-tiles per warp with
+// q in registers need (9 warps would cap them at 168).
 //
-// kQSmem (portable FP4 or the F16 route): each consumer warp dequantizes / converts its row's q once into its own
-// shared-memory region (bf16 in the k order of `Fp4Mma<false>`, or f16 in that of `mma::split_fp8_b`; 16-byte chunks
-// XOR-swizzled by head) and loads B fragments with ldmatrix, instead of converting raw q registers per m-group.
-//
-// kF16Mma (FP8 on sm_90 only): each k step's A and B fragments are converted to F16 once (`mma::split_fp8_a/b`) and
-// feed two f16 m16n8k16 MMAs that accumulate in place, instead of ptxas' per-MMA emulation of the FP8 instruction.
-//
-// kNumConsumerWarps (4 or 8) and kQBuffers (F16 route with q in shared memory): with kQBuffers == kNumConsumerWarps
-// each warp owns a q region; with fewer, the warps of one row slot share region `row_slot` (next_n <= kQBuffers,
-// which the host guarantees): whenever a unit starts a new request, all of them (computing that unit or not: every
-// warp sees every header) convert a share of its q between two named barriers (barrier 1 + row_slot). That frees
-// the shared memory for 8 consumer warps, two per scheduler (the 4-warp form leaves one warp per scheduler with
-// nothing to issue 69% of the time, ncu), which ptxas must then fit in 168 registers (9 warps: 3 on one scheduler).
-template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem,
-          bool kF16Mma = false, int kNumConsumerWarps = 4, int kQBuffers = kNumConsumerWarps>
+// kQSmem (portable FP4 only): each consumer warp dequantizes its row's q once into its own shared-memory region (bf16
+// in the k order of `Fp4Mma<false>`; 16-byte chunks XOR-swizzled by head) and loads B fragments with ldmatrix,
+// instead of dequantizing raw q registers per m-group.
+template <int kNumHeads, int kHeadDim, int kBlockKV, int kNumStages, bool kFp4, bool kFastMma, bool kQSmem>
 DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const uint8_t* q, const int* q_sf, const uint8_t* kv_cache, const int64_t page_stride, const int num_pool_pages,
         const void* weights, const int64_t weights_stride, const int* context_lens, const int64_t cl_stride_b,
@@ -135,8 +116,8 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     constexpr int kRowBytes = kFp4 ? kHeadDim / 2 : kHeadDim;
     using Layout = PagedStageLayout<kRowBytes, kBlockKV>;
     using Fp4 = mma::Fp4Mma<kFastMma>;
+    constexpr int kNumConsumerWarps = 4;
     constexpr int kMPerWarp = 2;
-    constexpr bool kSharedQ = kQBuffers < kNumConsumerWarps;
     constexpr int kMTiles = kBlockKV / 16;
     constexpr int kMGroups = kMTiles / kMPerWarp;
     constexpr int kNTiles = kNumHeads / 8;
@@ -145,11 +126,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     static_assert(Layout::kChunksPerRow <= 8, "key rows up to 128 bytes");
     static_assert(kMTiles % kMPerWarp == 0, "whole m-groups per page");
     static_assert(not kFp4 or kKSteps <= 2, "FP4: D <= 128");
-    static_assert(not kQSmem or (kFp4 and not kFastMma) or kF16Mma, "q in shared memory: portable FP4 or F16 only");
-    static_assert(not kF16Mma or (not kFp4 and not kFastMma), "the F16 route is an FP8 form of its own");
-    static_assert(kNumConsumerWarps == 4 or kNumConsumerWarps == 8, "4 or 8 consumer warps");
-    static_assert(not kSharedQ or (kQSmem and kF16Mma and (kQBuffers == 1 or kQBuffers == 2)),
-                  "shared q regions: the F16 route, for next_n <= 2");
+    static_assert(not kQSmem or (kFp4 and not kFastMma), "q in shared memory: portable FP4 only");
     // The q region (kQSmem) after the stages and the barriers: per consumer warp, H rows of D bf16
     constexpr int kQOffset = kNumStages * Layout::kStageBytes + align_up(kNumStages * 32, 128);
     constexpr int kQRowBytes = kHeadDim * 2;
@@ -262,50 +239,13 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
     const int part = warp % num_parts;
     const bool weights_bf16 = (flags & kPagedWeightsBF16) != 0, logits_bf16 = (flags & kPagedLogitsBF16) != 0;
     const int g = lane / 4, tig = lane % 4, bit0 = tig & 1, bit1 = tig >> 1;
-    // This lane's ldmatrix row within an m-tile: matrix lane / 8 = (rows +0 / +8) x (bytes 0-15 / 16-31)
-    const int ld_row = (lane & 7) + ((lane >> 3) & 1) * 8, ld_chunk = lane >> 4;
 
     uint32_t qf[kNTiles][kKSteps][2];   // raw B fragments (FP8 e4m3 / FP4 e2m1 bytes)
     uint32_t qs[kNTiles];               // FP4: packed UE8M0 scales of head n * 8 + g
     const uint8_t* w_row = nullptr;     // this row's weights (read per m-group: L1 hits, 16 fewer registers)
-    // kQSmem only: this warp's q region (its own, or its row slot's)
-    uint8_t* q_smem = smem_raw + kQOffset + (kSharedQ ? row_slot : warp) * (kNumHeads * kQRowBytes);
-    // kSharedQ: the row slot's weights as floats, after all q regions (read per m-group from shared memory: no global
-    // loads, addresses or registers held across the MMAs, which the 168-register budget cannot spare)
-    float* w_smem = reinterpret_cast<float*>(smem_raw + kQOffset + kQBuffers * (kNumHeads * kQRowBytes)) +
-                    row_slot * kNumHeads;
-    const int sharers = kNumConsumerWarps / rows_in_flight, share_rank = group * num_parts + part;   // kSharedQ
+    uint8_t* q_smem = smem_raw + kQOffset + warp * (kNumHeads * kQRowBytes);   // kQSmem only: this warp's q region
     // Byte offset of 16-byte chunk `c` of head row `h` in q_smem (8 consecutive heads hit 8 distinct bank groups)
     const auto q_chunk = [](const int h, const int c) { return h * kQRowBytes + ((c ^ (h & 7)) << 4); };
-    // The F16 route's q conversion (kQSmem and kF16Mma): raw word w (4 e4m3, bytes 4w.. of head hd's row,
-    // w = ks * 8 + j * 4 + t) holds the k positions of B register j at lane t of k step ks: its low byte pair (f16x2)
-    // goes to slot t of chunk ks * 4 + j, its high pair to chunk ks * 4 + 2 + j, so that one ldmatrix matrix (8 heads
-    // x 16 bytes) is B register j of the step's low (or high) f16 MMA. A lane takes whole 16-byte vectors (t = 0..3
-    // of one (ks, j)): two whole chunks out; of the row's 32 x kVecsPerLane vectors, the warp of `rank` among
-    // `ways` (a compile-time `PagedWays`) converting it takes numbers (i * ways + rank) * 32 + lane. All loads are
-    // issued before `before_store()` (the barrier that makes the previous q dead), so a new row costs one memory
-    // latency.
-    const auto convert_q_f16 = [&](const uint8_t* q_row, auto ways, const int rank, auto&& before_store) {
-        constexpr int kWays = decltype(ways)::kValue;
-        constexpr int kVecsPerRow = kHeadDim / 16, kVecsPerLane = kNumHeads * kVecsPerRow / 32 / kWays;
-        static_assert(not (kQSmem and kF16Mma) or kNumHeads * kVecsPerRow % (32 * kWays) == 0, "whole vectors per lane");
-        uint4 raw[kVecsPerLane];
-        #pragma unroll
-        for (int i = 0; i < kVecsPerLane; ++i)
-            raw[i] = __ldg(reinterpret_cast<const uint4*>(q_row) + (i * kWays + rank) * 32 + lane);
-        before_store();
-        #pragma unroll
-        for (int i = 0; i < kVecsPerLane; ++i) {
-            const int v = (i * kWays + rank) * 32 + lane, hd = v / kVecsPerRow, ks = (v % kVecsPerRow) / 2, j = v % 2;
-            const uint32_t words[4] = {raw[i].x, raw[i].y, raw[i].z, raw[i].w};
-            uint32_t lo[4], hi[4];
-            #pragma unroll
-            for (int t4 = 0; t4 < 4; ++t4)
-                lo[t4] = mma::e4m3x2_to_f16x2<0>(words[t4]), hi[t4] = mma::e4m3x2_to_f16x2<1>(words[t4]);
-            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + j)) = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-            *reinterpret_cast<uint4*>(q_smem + q_chunk(hd, ks * 4 + 2 + j)) = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-        }
-    };
     int cur_b = -1, cur_t = -1, row_len = 0;
     // Makes (b, t) the current row: its length (clamped to [0, max_context_len]) and its weights; returns its index
     const auto select_row = [&](const int b, const int t) {
@@ -326,49 +266,16 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
         const int4 header = sm.headers[stage];
         if (header.x < 0)
             break;
-        if constexpr (kSharedQ) {
-            if (header.x != cur_b) {
-                // A new request: its q row `row_slot` (next_n <= kQBuffers: one row per slot), converted by the slot's
-                // `sharers` warps together. Every sharer reaches this unit's header only after finishing its earlier
-                // units, and the first barrier waits for all of them, so no one still reads the previous request's q
-                // when it is overwritten; the second publishes the new one.
-                const int64_t row = select_row(header.x, row_slot);
-                float wv[kNumHeads / 32];     // share rank 0 stores the weights (loaded before the barrier)
-                static_assert(kNumHeads % 32 == 0 or not kSharedQ, "whole weight rows per warp");
-                #pragma unroll
-                for (int i = 0; i < kNumHeads / 32; ++i) {
-                    const int h = i * 32 + lane;
-                    wv[i] = weights_bf16 ? bf16_bits_to_float(__ldg(reinterpret_cast<const uint16_t*>(w_row) + h))
-                                         : __ldg(reinterpret_cast<const float*>(w_row) + h);
-                }
-                const auto before_store = [&]() { ptx::named_barrier_sync(1 + row_slot, sharers * 32); };
-                const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
-                if (sharers == kNumConsumerWarps)
-                    convert_q_f16(q_row, PagedWays<kNumConsumerWarps>(), share_rank, before_store);
-                else
-                    convert_q_f16(q_row, PagedWays<kNumConsumerWarps / 2>(), share_rank, before_store);
-                if (share_rank == 0) {
-                    #pragma unroll
-                    for (int i = 0; i < kNumHeads / 32; ++i)
-                        w_smem[i * 32 + lane] = wv[i];
-                }
-                ptx::named_barrier_sync(1 + row_slot, sharers * 32);
-            }
-        }
         if (unit_group == group) {
             const int b = header.x, page = header.y;
             const uint8_t* stage_ptr = stages + stage * Layout::kStageBytes;
             const uint8_t* scale_ptr = stage_ptr + Layout::kKeyBytes;
             for (int t = row_slot; t < next_n; t += rows_in_flight) {
-                // (kSharedQ: the row was loaded at the header, and next_n <= rows_in_flight)
-                if (not kSharedQ and (b != cur_b or t != cur_t)) {
+                if (b != cur_b or t != cur_t) {
                     // A new (request, row): its length, q fragments and weights
                     const int64_t row = select_row(b, t);
                     const uint8_t* q_row = q + row * (kNumHeads * kRowBytes);
-                    if constexpr (kQSmem and kF16Mma) {
-                        convert_q_f16(q_row, PagedWays<1>(), 0, []() { __syncwarp(); });   // after the last row's reads
-                        __syncwarp();
-                    } else if constexpr (kQSmem) {
+                    if constexpr (kQSmem) {
                         // Raw register r (8 e2m1, packed bytes 4k of head hd's row, k = r % (D / 8)) covers
                         // elements 64 ks + 32 h + 8 t + 0..7 (ks = k / 8, h = k / 4 % 2, t = k % 4); its bf16 pair
                         // j goes to 4-byte slot ((ks * 4 + j) * 2 + h) * 4 + t of the head's row, so that one
@@ -435,8 +342,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                         uint32_t a[kMPerWarp][4];
                         #pragma unroll
                         for (int m = 0; m < kMPerWarp; ++m)
-                            ptx::ldmatrix_x4(a[m], stage_ptr + Layout::key_offset(key0 + m * 16 + ld_row,
-                                                                                  ks * 2 + ld_chunk));
+                            load_a16x32<kRowBytes>(a[m], stage_ptr, key0 + m * 16, ks, lane);
                         if constexpr (kFp4) {
                             typename Fp4::FragA fa[kMPerWarp];
                             #pragma unroll
@@ -469,29 +375,6 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                                 for (int m = 0; m < kMPerWarp; ++m)
                                     Fp4::mma(acc[m][n], fa[m], fb);
                             }
-                        } else if constexpr (kF16Mma) {
-                            uint32_t a_lo[kMPerWarp][4], a_hi[kMPerWarp][4];
-                            #pragma unroll
-                            for (int m = 0; m < kMPerWarp; ++m)
-                                mma::split_fp8_a(a_lo[m], a_hi[m], a[m]);
-                            #pragma unroll
-                            for (int n = 0; n < kNTiles; ++n) {
-                                uint32_t b_lo[2], b_hi[2];
-                                if constexpr (kQSmem) {
-                                    // Matrices lane / 8 = (low, j = 0), (low, 1), (high, 0), (high, 1): chunk
-                                    // ks * 4 + lane / 8 of heads n * 8 + lane % 8
-                                    uint32_t r4[4];
-                                    ptx::ldmatrix_x4(r4, q_smem + q_chunk(n * 8 + (lane & 7), ks * 4 + (lane >> 3)));
-                                    b_lo[0] = r4[0], b_lo[1] = r4[1], b_hi[0] = r4[2], b_hi[1] = r4[3];
-                                } else {
-                                    mma::split_fp8_b(b_lo, b_hi, qv[n][ks]);
-                                }
-                                #pragma unroll
-                                for (int m = 0; m < kMPerWarp; ++m) {
-                                    mma::f16_m16n8k16(acc[m][n], a_lo[m], b_lo);
-                                    mma::f16_m16n8k16(acc[m][n], a_hi[m], b_hi);
-                                }
-                            }
                         } else {
                             #pragma unroll
                             for (int n = 0; n < kNTiles; ++n)
@@ -507,10 +390,7 @@ DG_DEVICE void sm120_fp8_paged_mqa_logits_impl(
                     for (int n = 0; n < kNTiles; ++n) {
                         const int h = n * 8 + 2 * tig;
                         // NOTES: scalar loads: a row of `weights` may start at any element (odd strides)
-                        if constexpr (kSharedQ) {
-                            const float2 w2 = *reinterpret_cast<const float2*>(w_smem + h);
-                            wf[n][0] = w2.x, wf[n][1] = w2.y;
-                        } else if (weights_bf16) {
+                        if (weights_bf16) {
                             const uint16_t* w = reinterpret_cast<const uint16_t*>(w_row) + h;
                             wf[n][0] = bf16_bits_to_float(__ldg(w)), wf[n][1] = bf16_bits_to_float(__ldg(w + 1));
                         } else {

@@ -25,47 +25,9 @@
 #include "../mma/mma.cuh"
 #include "../ptx/utils.cuh"
 
-// Per-CTA timeline marks for benchmarks/hc_timeline.cu, which defines this before including the file: slot 1 = main
-// loop done, 2 = split election done, 3 = the closer's first-level sum done. Nothing in the library.
-#ifndef DG_HC_TIMELINE_MARK
-#define DG_HC_TIMELINE_MARK(slot)
-#endif
-
 namespace deep_gemm {
 
 namespace hc_prenorm {
-
-// 16-byte cp.async with zero fill: `valid == false` copies no byte and writes 16 zeros
-DG_DEVICE void cp_async_16_zfill(uint32_t smem_dst, const void* gmem_src, bool valid) {
-    const uint32_t src_size = valid ? 16u : 0u;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(smem_dst), "l"(gmem_src), "r"(src_size)
-                 : "memory");
-}
-
-DG_DEVICE void sts_128(uint32_t addr, const uint32_t (&r)[4]) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};" :: "r"(addr), "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
-                 : "memory");
-}
-
-DG_DEVICE void lds_128(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
-}
-
-// L2-coherent loads of partials written by other CTAs of this launch
-DG_DEVICE float4 ld_cg_f4(const float* ptr) {
-    float4 v;
-    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(ptr)
-                 : "memory");
-    return v;
-}
-
-// Counts this CTA in: release (its threads' partial stores, ordered before this thread by the CTA barrier that
-// precedes the call, become visible first) and acquire (the partials counted in before are visible after it)
-DG_DEVICE uint32_t arrive_acq_rel(uint32_t* counter) {
-    uint32_t old;
-    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(counter) : "memory");
-    return old;
-}
 
 // fp32 bits -> tf32 operand: explicit truncation (the low 13 mantissa bits cleared) or round-to-nearest-away
 template <bool kRoundRNA>
@@ -130,10 +92,10 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // This CTA's K blocks: every num_int_splits-th block of the caller's split, starting at block `split`.
     // NOTES: interleaved rather than contiguous K ranges: the CTAs of one tile then read neighbouring 128-byte pieces
     // of the same rows at about the same time, and each CTA's addresses spread over the whole K range. Per-CTA
-    // timeline (benchmarks/hc_timeline.cu) on the H100, M = 4096, 4 splits, both forms in one run: median main-loop
-    // end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us. With contiguous
-    // ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66 runs; the SM they
-    // ran on 0.49): an address effect, not an SM one.
+    // timeline on the H100 (docs/PERF.md, tf32_hc_prenorm_gemm, item 2), M = 4096, 4 splits, both forms in one run:
+    // median main-loop end 47.3-48.2 instead of 50.5-51.4 us, the slowest CTA 48.9-50.1 instead of 53.0-54.8 us.
+    // With contiguous ranges some tiles were slow in every run (their slowness correlated 0.96 between halves of 66
+    // runs; the SM they ran on 0.49): an address effect, not an SM one.
     // The caller's split `user_split` of S owns the contiguous K blocks [kb_user0, kb_user1) of the K / kBlockK
     // blocks: [floor(u * nb / S), floor((u + 1) * nb / S)), so the splits' block counts differ by at most one and any
     // S >= 1 works. With S > nb some splits own no block: their CTAs load nothing and write zeros.
@@ -193,13 +155,13 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         #pragma unroll
         for (int j = 0; j < kPassesA; ++j) {
             if (a_active[j])
-                cp_async_16_zfill(sa + j * (kRowsPerPassA * kChunksA * 16), a_src[j] + k0, a_valid[j]);
+                ptx::cp_async_16_zfill(sa + j * (kRowsPerPassA * kChunksA * 16), a_src[j] + k0, a_valid[j]);
         }
         const uint32_t sb = smem_b + stage * kStageBytesB + b_dst0;
         #pragma unroll
         for (int j = 0; j < kPassesB; ++j) {
             if (b_copy[j])
-                cp_async_16_zfill(sb + j * (kRowsPerPassB * kChunksB * 16), b_src[j] + k0, b_valid[j]);
+                ptx::cp_async_16_zfill(sb + j * (kRowsPerPassB * kChunksB * 16), b_src[j] + k0, b_valid[j]);
         }
     };
 
@@ -214,11 +176,11 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
             if (b_copy[j]) {
                 const uint32_t addr = sb + j * (kRowsPerPassB * kChunksB * 16);
                 uint32_t v[4];
-                lds_128(v, addr);
+                ptx::lds_128(v, addr);
                 #pragma unroll
                 for (int e = 0; e < 4; ++e)
                     v[e] = b_to_tf32<kRoundRNA>(v[e]);
-                sts_128(addr, v);
+                ptx::sts_128(addr, v);
             }
         }
     };
@@ -245,7 +207,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
             #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = wm * kWarpM + mt * 16 + h * 8 + g;
-                lds_128(av[mt][h], sa + r * (kChunksA * 16) + ((ca ^ ((r & 1) << 2)) << 4));
+                ptx::lds_128(av[mt][h], sa + r * (kChunksA * 16) + ((ca ^ ((r & 1) << 2)) << 4));
             }
         }
         uint32_t bv[kNumNTiles][8];
@@ -253,8 +215,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         for (int nt = 0; nt < kNumNTiles; ++nt) {
             const int n = nt * 8 + g;
             uint32_t lo[4], hi[4];
-            lds_128(lo, sb + n * (kChunksB * 16) + ((cb ^ (n & 1)) << 4));
-            lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
+            ptx::lds_128(lo, sb + n * (kChunksB * 16) + ((cb ^ (n & 1)) << 4));
+            ptx::lds_128(hi, sb + n * (kChunksB * 16) + (((cb + 1) ^ (n & 1)) << 4));
             #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 bv[nt][i] = lo[i];          // already TF32 (`round_b_stage`)
@@ -308,7 +270,6 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     }
     ptx::cp_async_wait<0>();
     __syncthreads();
-    DG_HC_TIMELINE_MARK(1);
 
     // --- epilogue: reduce the quad, then the two K halves, into smem `red` / `red_sq` (pipeline buffers reused) ---
     float* red = reinterpret_cast<float*>(smem_buf);
@@ -396,8 +357,8 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // NOTES: one acq_rel atomic by one thread after the CTA barrier (PTX memory model: the barrier orders the other
     // threads' stores before it, and release is cumulative) instead of a __threadfence (fence.sc) in every thread
     // before and after a relaxed atomic: 1.57 instead of 2.12 us from the end of the main loop to the election
-    // (H100, M = 4096, benchmarks/hc_timeline.cu). The closer's other threads read the partials after the second
-    // barrier, which orders them after thread 0's acquire.
+    // (H100, M = 4096, docs/PERF.md, tf32_hc_prenorm_gemm, item 1). The closer's other threads read the partials
+    // after the second barrier, which orders them after thread 0's acquire.
     const auto publish_and_arrive = [&](float* ws, uint32_t* counter, const int expected) {
         for (int e = tid; e < num_vec; e += kNumThreads) {
             const float* src = smem_vec(e);
@@ -405,7 +366,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         }
         __syncthreads();
         if (tid == 0)
-            *flag = arrive_acq_rel(counter) == static_cast<uint32_t>(expected - 1);
+            *flag = ptx::atomic_add_acq_rel(counter, 1) == static_cast<uint32_t>(expected - 1);
         __syncthreads();
         return *flag != 0;
     };
@@ -433,7 +394,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // a batch (up to kMaxJ elements x kBatch blocks per thread) are issued before any add. The sum goes to d / sqr_sum
     // (`final`) or to red/red_sq.
     // NOTES: storing the final sums from registers (no pass through shared memory, no CTA barrier, no division by N)
-    // took the closer's stores from 0.8 to 0.1 us (H100, M = 4096, benchmarks/hc_timeline.cu).
+    // took the closer's stores from 0.8 to 0.1 us (H100, M = 4096, docs/PERF.md, tf32_hc_prenorm_gemm, item 1).
     const auto reduce = [&](auto&& block, const int count, const bool final) {
         int group = 1;
         while (group < 32 and group < count and group * 2 * num_vec <= kNumThreads)
@@ -451,7 +412,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
                 #pragma unroll
                 for (int k = 0; k < kBatch; ++k) {
                     if (e < num_vec and s0 + k * group < count)
-                        v[j][k] = ld_cg_f4(block(s0 + k * group) + ws_offset(e));
+                        v[j][k] = ptx::ld_cg_f4(block(s0 + k * group) + ws_offset(e));
                 }
             }
             #pragma unroll
@@ -495,11 +456,9 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     // Level 1
     const int first = grp * group_size, in_group = min_of(group_size, num_int_splits - first);
     const bool closer = publish_and_arrive(ws1(split), tile_counters + grp, in_group);
-    DG_HC_TIMELINE_MARK(2);
     if (not closer)
         return;
     reduce([&](const int i) { return ws1(first + i); }, in_group, num_groups == 1);
-    DG_HC_TIMELINE_MARK(3);
     if (tid == 0)
         tile_counters[grp] = 0;
     if (num_groups == 1)

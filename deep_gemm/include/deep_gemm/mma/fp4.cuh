@@ -24,8 +24,7 @@
 //   B raw[0] = column (head) g, packed bytes 32s + 4t .. +3       (k = 8t ..)
 //   B raw[1] = column (head) g, packed bytes 32s + 16 + 4t .. +3  (k = 32 + 8t ..)
 // In bytes this is exactly the FP8 m16n8k32 A/B layout, so the FP8 shared-memory loaders (ldmatrix.x4 for A over a
-// 16-row x 32-byte tile, ldmatrix.x2 / 32-bit loads for B) produce these registers unchanged. `load_a_raw` /
-// `load_b_raw` below do it with plain 32-bit loads.
+// 16-row x 32-byte tile, ldmatrix.x2 / 32-bit loads for B) produce these registers unchanged.
 //
 // Scales (PTX ISA 9.7.14.3 "Block Scaling for mma.sync", scale_vec::2X, Tables 35-37, Figures 43-45): scale_A is
 // 16 x 2, scale_B is 2 x 8. With thread-id-a = 0 the lanes with lane % 4 in {0, 1} provide SF_A: lane 4g -> row g,
@@ -99,25 +98,6 @@ DG_DEVICE void e2m1x8_to_bf16x8(uint32_t (&out)[4], uint32_t w, uint32_t scale_b
 }
 
 } // namespace fp4_detail
-
-// Raw fragment loads with plain 32-bit loads (shared or global memory). `tile` points at packed byte 0 of row 0 of
-// the 16-row (A) / 8-column (B) tile; `row_stride` is the byte distance between rows; `step` is the 64-wide k step.
-// Requires 4-byte alignment of tile + row * row_stride + 32 * step.
-DG_DEVICE void fp4_load_a_raw(uint32_t (&raw)[4], const uint8_t* tile, uint32_t row_stride, uint32_t step,
-                              uint32_t lane) {
-    const uint8_t* p = tile + (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3);
-    raw[0] = *reinterpret_cast<const uint32_t*>(p);
-    raw[1] = *reinterpret_cast<const uint32_t*>(p + 8 * row_stride);
-    raw[2] = *reinterpret_cast<const uint32_t*>(p + 16);
-    raw[3] = *reinterpret_cast<const uint32_t*>(p + 8 * row_stride + 16);
-}
-
-DG_DEVICE void fp4_load_b_raw(uint32_t (&raw)[2], const uint8_t* tile, uint32_t row_stride, uint32_t step,
-                              uint32_t lane) {
-    const uint8_t* p = tile + (lane >> 2) * row_stride + 32 * step + 4 * (lane & 3);
-    raw[0] = *reinterpret_cast<const uint32_t*>(p);
-    raw[1] = *reinterpret_cast<const uint32_t*>(p + 16);
-}
 
 template <bool kNative>
 struct Fp4Mma;

@@ -1,6 +1,6 @@
 #pragma once
 
-// Warp-level helpers (lane / warp ids, shuffles, named barriers) and the raw instruction wrappers of `ld_st.cuh`,
+// Warp-level helpers (lane / warp ids, shuffles) and the raw instruction wrappers of `ld_st.cuh`,
 // `cp_async.cuh` and `mbarrier.cuh`. Everything here exists on sm_89, sm_90 and sm_120 alike.
 
 #include "../common/types.cuh"
@@ -28,11 +28,6 @@ DG_DEVICE void reduce_scatter_round(float (&out)[kN / 2], const float (&in)[kN],
         const float keep = bit ? in[2 * o + 1] : in[2 * o];
         out[o] = keep + shfl_xor(send, kMask);
     }
-}
-
-// Barrier `id` (1..15; 0 is __syncthreads) over `num_threads` threads (a multiple of 32) of the CTA
-DG_DEVICE void named_barrier_sync(const uint32_t id, const uint32_t num_threads) {
-    asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
 }
 
 } // namespace deep_gemm::ptx
