@@ -18,7 +18,7 @@ logits = torch.randn(3, 1024, device='cuda')[:, :700]
 ks = torch.tensor([0, 5, 800], dtype=torch.int32, device='cuda')
 ke = torch.tensor([10, 700, 900], dtype=torch.int32, device='cuda')
 for _ in range(3):  # the same kernel again: no second message
-    deep_gemm._C.clean_logits_ragged(logits, ks, ke)
+    deep_gemm._C._clean_logits_ragged(logits, ks, ke)
 torch.cuda.synchronize()
 print('child ok')
 '''
