@@ -31,7 +31,7 @@ def test_bf16_gemm_layouts(fn):
     m, n, k = 200, 384, 640
     a = torch.randn(m, k, device='cuda', dtype=torch.bfloat16)
     b = torch.randn(n, k, device='cuda', dtype=torch.bfloat16)
-    ta, tb = fn.endswith(('tn', 'tt')), fn.endswith(('nn', 'tt'))
+    ta, tb = fn.endswith(('tn', 'tt')), fn.endswith(('nn', 'tn'))
     d = torch.empty(m, n, device='cuda', dtype=torch.float)
     getattr(deep_gemm, fn)(a.T.contiguous() if ta else a, b.T.contiguous() if tb else b, d)
     check_close(d, a.double() @ b.double().T, fn)

@@ -72,7 +72,7 @@ def test_fp8_gemm_mn_major(major_a, major_b):
 def test_fp8_gemm_layout_aliases(fn):
     m, n, k = 96, 384, 768
     (a, sfa), (b, sfb), ref = make_fp8(m, n, k, seed=7)
-    ta, tb = fn.endswith(('tn', 'tt')), fn.endswith(('nn', 'tt'))
+    ta, tb = fn.endswith(('tn', 'tt')), fn.endswith(('nn', 'tn'))
     a_arg = (a.T.contiguous(), sfa.T) if ta else (a, sfa)
     b_arg = (b.T.contiguous(), sfb.T) if tb else (b, sfb)
     d = torch.empty(m, n, device='cuda', dtype=torch.bfloat16)

@@ -1,7 +1,7 @@
 """Grouped GEMMs for MoE on the GPU, in SM120 mode: m-grouped contiguous (group ids with -1 padding, and the psum
 layout with uninitialised gaps), masked, and k-grouped (with empty groups), FP8 x FP8 and FP8 x FP4, BF16. Every valid
-row against a float64 reference from the dequantized operands; rows a call must not write are poisoned and checked
-untouched; CUDA graphs with `masked_m` changing between replays; determinism."""
+row against a float64 reference from the dequantized operands; padding rows of the -1 layout are zeros (as upstream's
+tests expect); rows a call must not write are poisoned and checked untouched; CUDA graphs with `masked_m` changing between replays; determinism."""
 import pytest
 import torch
 
@@ -70,11 +70,37 @@ def test_m_grouped_contiguous(groups, n, k, packed, psum):
             if e > s:
                 check_close(d[s:e], a_ref[s:e] @ b_ref[g].T, f'group {g} rows [{s}, {e})')
         untouched = d[gap]
-        if zero_padding:
-            # gap rows after each group, up to the next group's aligned start, are zeros
-            assert (untouched == 0).all(), 'psum gaps must be zero with ensure_zero_padding=True'
+        if zero_padding or not psum:
+            # psum with ensure_zero_padding: gap rows up to the next group's aligned start are zeros; the -1 layout:
+            # padding rows are zeros (upstream's tests take them as 0 · B), though their A rows hold NaN here
+            assert (untouched == 0).all(), f'{int((untouched != 0).sum())} padding / gap elements are not zero'
         else:
-            assert untouched.isnan().all(), f'{int((~untouched.isnan()).sum())} padding / gap elements were written'
+            assert untouched.isnan().all(), f'{int((~untouched.isnan()).sum())} psum gap elements were written'
+
+
+@gpu
+def test_m_grouped_contiguous_padding_tiles():
+    """Groups far smaller than the alignment: the plan's M tile (16) is below it, so whole tiles are padding (-1);
+    every padding row of D is zero, every group row right."""
+    align = deep_gemm.get_mk_alignment_for_contiguous_layout()
+    groups, n, k = 8, 256, 512
+    sizes = [5, 0, 0, 3, 0, 0, 0, 0]
+    starts, m = [], 0
+    for s in sizes:
+        starts.append(m)
+        m = _align(m + s, align)
+    a, sfa, a_ref = quant_fp8(m, k, 1, 128, seed=3)
+    b, sfb, b_ref = expert_weights(groups, n, k, seed=300)
+    layout = torch.full((m,), -1, dtype=torch.int32, device='cuda')
+    for g, (st, sz) in enumerate(zip(starts, sizes)):
+        layout[st:st + sz] = g
+    d = torch.full((m, n), float('nan'), device='cuda', dtype=torch.bfloat16)
+    deep_gemm.m_grouped_fp8_gemm_nt_contiguous((a, sfa), (b, sfb), d, layout)
+    for g, (st, sz) in enumerate(zip(starts, sizes)):
+        if sz:
+            check_close(d[st:st + sz], a_ref[st:st + sz] @ b_ref[g].T, f'group {g}')
+    pad = d[layout < 0]
+    assert (pad == 0).all(), f'{int((pad != 0).sum())} padding elements are not zero (NaN: never written)'
 
 
 @gpu
@@ -119,12 +145,24 @@ def test_m_grouped_masked(groups, max_m, expected_m, n, k, fp4):
     assert_bitwise_equal(d, first, 'masked determinism')
 
 
+def _poisoned_tail(t):
+    """`t` as the leading rows of a larger buffer whose rows after it are NaN (float) / 0xFF UE8M0 bytes (int): a
+    read past `t`'s last row shows in the result."""
+    buf = torch.full((t.size(0) + 8, t.size(1)), float('nan') if t.dtype == torch.float else -1, dtype=t.dtype,
+                     device=t.device)
+    buf[:t.size(0)] = t
+    return buf[:t.size(0)]
+
+
 @gpu
 @pytest.mark.parametrize('gran_k', [128, 32])
 @pytest.mark.parametrize('packed', [False, True])
-def test_k_grouped(gran_k, packed):
+@pytest.mark.parametrize('ks_case', ['empty_mid', 'empty_last'])
+def test_k_grouped(gran_k, packed, ks_case):
+    """'empty_last': the last non-empty group ends in a partial k block (K = 224: 7 granules of 32), followed by an
+    empty group, as upstream's k_alignment = 224 case; its missing granules must not be read past the scales."""
     m, n = 256, 384
-    ks = [256, 0, 384, 128 if gran_k == 128 else 96, 512]
+    ks = [256, 0, 384, 128 if gran_k == 128 else 96, 512] if ks_case == 'empty_mid' else [448, 224, 0]
     groups = len(ks)
     a_parts, b_parts, sfa_parts, sfb_parts, ref = [], [], [], [], []
     c = torch.randn(groups, m, n, device='cuda') * 4
@@ -144,6 +182,7 @@ def test_k_grouped(gran_k, packed):
         sfb = torch.cat([pack_ue8m0(s.T).T for s in sfb_parts]).contiguous()
     else:
         sfa, sfb = torch.cat(sfa_parts).contiguous(), torch.cat(sfb_parts).contiguous()
+    sfa, sfb = _poisoned_tail(sfa), _poisoned_tail(sfb)
     d = c.clone()
     ks_t = torch.tensor(ks, dtype=torch.int32, device='cuda')
     deep_gemm.k_grouped_fp8_gemm_tn_contiguous((a_cat, sfa), (b_cat, sfb), d, ks, ks_t, d, recipe=(1, 1, gran_k))
@@ -171,7 +210,7 @@ def test_bf16_grouped():
         if s:
             check_close(d[start:start + s], a[start:start + s].double() @ b[g].double().T, f'bf16 group {g}')
         start = _align(start + s, align)
-    assert d[layout < 0].isnan().all()
+    assert (d[layout < 0] == 0).all(), 'padding rows of the contiguous layout are zeros'
     # masked
     a3 = torch.randn(groups, 64, k, device='cuda', dtype=torch.bfloat16)
     masked = torch.tensor([3, 0, 64], dtype=torch.int32, device='cuda')

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <torch/python.h>
@@ -419,7 +420,8 @@ inline void fp8_fp4_gemm(const char* fn, const py::object& a_obj, const py::obje
     chk.cuda(a_t, "a[0]");
     DG_CHECK(a_t.dim() == 2 and b_t.dim() == 2, fn, ": `a[0]` and `b[0]` must be 2-D; got ", describe(a_t), " and ",
              describe(b_t));
-    // tn / nn / tt forms: A given as [K, M] / B as [K, N] (and their scales transposed alike)
+    // Upstream's form letters (its tests' `a.T` / `b.T` aliases): the first is A's, `t` = given as [K, M]; the
+    // second is B's, `n` = given as [K, N]. So nn: B [K, N]; tn: A [K, M] and B [K, N]; tt: A [K, M]. Scales alike.
     if (transpose_a)
         a_t = a_t.t(), sfa = sfa.dim() == 2 ? sfa.t() : sfa;
     if (transpose_b)
@@ -470,8 +472,8 @@ inline void register_fp8_apis(py::module_& m) {
     };
     def_form("fp8_fp4_gemm_nt", "fp8_gemm_nt", false, false, "nk");
     def_form("fp8_fp4_gemm_nn", "fp8_gemm_nn", false, true, "nk");
-    def_form("fp8_fp4_gemm_tn", "fp8_gemm_tn", true, false, "mn");
-    def_form("fp8_fp4_gemm_tt", "fp8_gemm_tt", true, true, "mn");
+    def_form("fp8_fp4_gemm_tn", "fp8_gemm_tn", true, true, "mn");
+    def_form("fp8_fp4_gemm_tt", "fp8_gemm_tt", true, false, "mn");
     m.def("fp8_gemm_nt_skip_head_mid",
           [](const py::object& a, const py::object& b, const torch::Tensor& d, const py::object& head_splits,
              const py::object& recipe, const std::string&, bool) {
@@ -779,7 +781,7 @@ inline void bf16_gemm(const char* fn, const torch::Tensor& a_in, const torch::Te
 
 inline void register_bf16_apis(py::module_& m) {
     for (const auto& [fn, ta, tb]: {std::tuple{"bf16_gemm_nt", false, false}, std::tuple{"bf16_gemm_nn", false, true},
-                                    std::tuple{"bf16_gemm_tn", true, false}, std::tuple{"bf16_gemm_tt", true, true}}) {
+                                    std::tuple{"bf16_gemm_tn", true, true}, std::tuple{"bf16_gemm_tt", true, false}}) {
         m.def(fn, [fn = fn, ta = ta, tb = tb](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
                                               const std::optional<torch::Tensor>& c, const std::string&) {
                   bf16_gemm(fn, a, b, d, c, ta, tb);
@@ -823,7 +825,7 @@ inline void register_bf16_apis(py::module_& m) {
 
 // D = A · Bᵀ batched over heads: `a_v` [H, rows, K], `b_v` [H, N, K], `d_v` [H, rows, N] (views, any strides)
 inline void batched_gemm(const char* fn, Operand a, Operand b, const torch::Tensor& d_v,
-                         const std::optional<torch::Tensor>& c_v) {
+                         const std::optional<torch::Tensor>& c_v, bool allow_split_k = true) {
     check_k(fn, a, b);
     if (a.mn == 0 or b.mn == 0 or d_v.size(0) == 0)
         return;
@@ -833,6 +835,7 @@ inline void batched_gemm(const char* fn, Operand a, Operand b, const torch::Tens
     if (c_v.has_value())
         call.c = *c_v;
     call.m = call.a.mn, call.n = call.b.mn, call.k = call.a.k, call.num_groups = d_v.size(0);
+    call.allow_split_k = allow_split_k;
     run_gemm(fn, call);
 }
 
@@ -892,8 +895,10 @@ inline void einsum(const std::string& expr, const torch::Tensor& a, const torch:
     DG_CHECK(a.size(2) == bv.size(2), fn, ": the contracted dims of `a` and `b` differ: ", describe(a), " and ",
              describe(b));
     check_einsum_output(fn, d, a, {a.size(0), a.size(1), bv.size(1)}, {torch::kBFloat16});
+    // No K splits: each output's FP32 sum runs over K in order, as cuBLAS's does, so the BF16 results equal
+    // torch.einsum's (upstream's test compares them at calc_diff < 1e-10, i.e. practically bit for bit)
     batched_gemm(fn, bf16_operand(fn, "a", a.permute({1, 0, 2}), a.size(1)), bf16_operand(fn, "b", bv, b.size(0)),
-                 d.permute({1, 0, 2}), std::nullopt);
+                 d.permute({1, 0, 2}), std::nullopt, /*allow_split_k=*/false);
 }
 
 inline void fp8_einsum(const std::string& expr, const py::object& a_obj, const py::object& b_obj,
@@ -964,13 +969,25 @@ inline void cublaslt_gemm(const char* fn, const torch::Tensor& a, const torch::T
         DG_CHECK(c->sizes() == d.sizes(), fn, ": `c` must have the shape of `d`; got ", describe(*c));
     }
     const auto wide = [](const torch::Tensor& t) { return t.scalar_type() == torch::kFloat ? t : t.to(torch::kFloat); };
-    const bool same_bf16 = a.scalar_type() == torch::kBFloat16 and b.scalar_type() == torch::kBFloat16 and
-                           d.scalar_type() == torch::kBFloat16 and not c.has_value();
-    if (same_bf16) {
+    const bool bf16_in = a.scalar_type() == torch::kBFloat16 and b.scalar_type() == torch::kBFloat16;
+    if (bf16_in and d.scalar_type() == torch::kBFloat16 and not c.has_value()) {
         d.copy_(torch::matmul(lhs, rhs));
         return;
     }
-    auto out = c.has_value() ? torch::addmm(wide(*c), wide(lhs), wide(rhs)) : torch::matmul(wide(lhs), wide(rhs));
+    // BF16 x BF16 with an FP32 result: cuBLASLt's BF16 GEMM with FP32 output (torch's `mm.dtype` / `addmm.dtype`,
+    // torch >= 2.8), as upstream calls it; older torch: FP32 math on the widened inputs (exact products, FP32 sums)
+    using MmDtype = at::Tensor(const at::Tensor&, const at::Tensor&, at::ScalarType);
+    using AddmmDtype = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::ScalarType,
+                                  const at::Scalar&, const at::Scalar&);
+    static const auto mm_dtype = c10::Dispatcher::singleton().findSchema({"aten::mm", "dtype"});
+    static const auto addmm_dtype = c10::Dispatcher::singleton().findSchema({"aten::addmm", "dtype"});
+    torch::Tensor out;
+    if (bf16_in and mm_dtype.has_value() and addmm_dtype.has_value()) {
+        out = c.has_value() ? addmm_dtype->typed<AddmmDtype>().call(wide(*c), lhs, rhs, torch::kFloat, 1, 1)
+                            : mm_dtype->typed<MmDtype>().call(lhs, rhs, torch::kFloat);
+    } else {
+        out = c.has_value() ? torch::addmm(wide(*c), wide(lhs), wide(rhs)) : torch::matmul(wide(lhs), wide(rhs));
+    }
     d.copy_(out);
 }
 
@@ -981,8 +998,8 @@ inline void register_einsum_apis(py::module_& m) {
           py::arg("recipe") = py::make_tuple(1, 128, 128));
     for (const auto& [fn, ta, tb]: {std::tuple{"cublaslt_gemm_nt", false, false},
                                     std::tuple{"cublaslt_gemm_nn", false, true},
-                                    std::tuple{"cublaslt_gemm_tn", true, false},
-                                    std::tuple{"cublaslt_gemm_tt", true, true}}) {
+                                    std::tuple{"cublaslt_gemm_tn", true, true},
+                                    std::tuple{"cublaslt_gemm_tt", true, false}}) {
         m.def(fn, [fn = fn, ta = ta, tb = tb](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
                                               const std::optional<torch::Tensor>& c) {
                   cublaslt_gemm(fn, a, b, d, c, ta, tb);

@@ -24,8 +24,8 @@
 // FP4 operands are widened to e4m3 in registers (exact) and use the FP8 MMAs in the paired k order (smem_tile.cuh).
 //
 // Epilogue per unit: with K splits, the deterministic split-K sum (epilogue/split_reduce.cuh); then D (+ C) from
-// registers (epilogue/sm120_store.cuh), never writing rows the unit does not own (padding rows of m-grouped layouts,
-// rows past `masked_m`, psum gaps).
+// registers (epilogue/sm120_store.cuh), never writing rows the unit does not own (rows past `masked_m`, psum gaps
+// without zero padding); padding rows (-1) of the m-grouped contiguous layout are written as zeros.
 //
 // NOTES: nothing depends on timing (fixed summation orders; the split-K counter only elects the closer), so results
 // are bitwise deterministic.
@@ -159,18 +159,23 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
             plan_b.issue(base + kTileBytesA, b_off, static_cast<int>(b_bytes(k_valid)));
             if constexpr (Ops::kSfWordsA > 0) {
                 const uint32_t dst_a = base + kTileBytesA + kTileBytesB, dst_b = dst_a + kSfBytesA;
+                // Promote words of granules past the unit's K (a partial last block) are zeros, never read: the
+                // scale tensor has no row for them (k-grouped: the next group's, or none past the last group)
+                const auto granule_ok = [&](const int w, const int gran) { return kHWScales or w * gran < k_valid; };
                 if (tid < kBlockM) {
                     #pragma unroll
                     for (int w = 0; w < Ops::kSfWordsA; ++ w) {
+                        const bool ok = sfa_valid and granule_ok(w, kSfGranKA);
                         const auto* src = sfa_src + Ops::template sf_index<kSfGranKA>(lkb, w) * p.sfa_stride_k;
-                        ptx::cp_async_4_zfill(dst_a + (w * kBlockM + tid) * 4, sfa_valid ? src : sfa_src, sfa_valid);
+                        ptx::cp_async_4_zfill(dst_a + (w * kBlockM + tid) * 4, ok ? src : sfa_src, ok);
                     }
                 }
                 if (tid < kBlockN) {
                     #pragma unroll
                     for (int w = 0; w < Ops::kSfWordsB; ++ w) {
+                        const bool ok = sfb_valid and granule_ok(w, kSfGranKB);
                         const auto* src = sfb_src + Ops::template sf_index<kSfGranKB>(lkb, w) * p.sfb_stride_k;
-                        ptx::cp_async_4_zfill(dst_b + (w * kBlockN + tid) * 4, sfb_valid ? src : sfb_src, sfb_valid);
+                        ptx::cp_async_4_zfill(dst_b + (w * kBlockN + tid) * 4, ok ? src : sfb_src, ok);
                     }
                 }
             }
@@ -333,15 +338,23 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
                 return;
             Reduce::sum(flat, slots, p.num_splits, u.split, tid);
         }
-        // Rows past the unit's `rows` and up to `zero_rows` (psum gaps with zero padding) get zeros: their A rows were
-        // zero-filled, never read, so their accumulators are exactly 0
-        const auto row_ok = [&](const int row) {
-            if (row - u.m0 >= max_of(u.rows, u.zero_rows))
-                return false;
-            if constexpr (kKind == kGemmMGroupedContiguous)
-                return __ldg(p.grouped_layout + row) >= 0;
-            return true;
-        };
+        // Rows past the unit's `rows` and up to `zero_rows` (psum gaps with zero padding, tiles of contiguous padding)
+        // get zeros: their A rows were zero-filled, never read, so their accumulators are exactly 0
+        const auto row_ok = [&](const int row) { return row - u.m0 < max_of(u.rows, u.zero_rows); };
+        if constexpr (kKind == kGemmMGroupedContiguous) {
+            // Padding rows (-1) inside a computed tile: zeros as well, whatever the caller left in those rows of A
+            // (upstream's tests take them as 0 · B; callers ignore them)
+            #pragma unroll
+            for (int i = 0; i < kTM; ++ i)
+                #pragma unroll
+                for (int h = 0; h < 2; ++ h) {
+                    const int row = u.m0 + wm0 + i * 16 + h * 8 + g;
+                    if (u.rows > 0 and row < p.m and __ldg(p.grouped_layout + row) < 0)
+                        #pragma unroll
+                        for (int j = 0; j < kTN; ++ j)
+                            acc[i][j][h * 2] = acc[i][j][h * 2 + 1] = 0.0f;
+                }
+        }
         const bool skip_head = (p.flags & kGemmSkipHeadMid) != 0;
         const auto col_of = [&](const int col) {
             if (not skip_head)

@@ -7,8 +7,8 @@
 //   - normal (and batched, `num_groups` > 1): units = groups x m tiles x n tiles x K splits; the split index varies
 //     fastest (a tile's splits run side by side), then tiles in bands of kBand m tiles, n-major inside a band, so the
 //     CTAs running at one time share a band of A rows and sweep B once per band;
-//   - m-grouped contiguous: the tiles of A's rows in order, n fastest; a tile's group is the id of its first row, and
-//     tiles of padding (-1) are skipped;
+//   - m-grouped contiguous: the tiles of A's rows in order, n fastest; a tile's group is the id of its first row; a
+//     tile of padding rows (-1) only has no k block (its rows of D get zeros, like every padding row);
 //   - m-grouped psum / masked: each group's rows [start, end) cut into m tiles, n fastest; groups are found by a
 //     warp-wide prefix walk over `grouped_layout` (no shared memory, no barrier: every warp walks the same way);
 //   - k-grouped: units = groups x m tiles x n tiles, each over its group's K range (K = 0: a unit with no k block,
@@ -131,19 +131,19 @@ struct GemmScheduler {
             u.kb_end = static_cast<int>(static_cast<long long>(kb_total) * (u.split + 1) / splits);
             return true;
         } else if constexpr (kKind == kGemmMGroupedContiguous) {
-            // Skip tiles of padding rows; a tile's rows all belong to its first row's group (groups are aligned)
-            for (int x = w; x < m_tiles * n_tiles; x += static_cast<int>(gridDim.x)) {
-                const int m_tile = x / n_tiles;
-                const int g = __ldg(p.grouped_layout + m_tile * kBlockM);
-                if (g >= 0) {
-                    u.g = g, u.m0 = m_tile * kBlockM, n_tile_set(u, x % n_tiles);
-                    u.rows = min_of(kBlockM, p.m - u.m0);
-                    u.tile = x;
-                    w = x;
-                    return true;
-                }
-            }
-            return false;
+            // A tile's rows all belong to its first row's group (groups are aligned). A tile of padding rows only
+            // (first row -1, possible when the M tile is below the alignment) has no k block: its D rows get zeros
+            if (w >= m_tiles * n_tiles)
+                return false;
+            const int m_tile = w / n_tiles;
+            const int g = __ldg(p.grouped_layout + m_tile * kBlockM);
+            u.g = max_of(g, 0), u.m0 = m_tile * kBlockM, n_tile_set(u, w % n_tiles);
+            u.rows = g >= 0 ? min_of(kBlockM, p.m - u.m0) : 0;
+            u.zero_rows = min_of(kBlockM, p.m - u.m0);
+            if (g < 0)
+                u.kb_end = u.kb_begin;
+            u.tile = w;
+            return true;
         } else if constexpr (kKind == kGemmMGroupedPsum or kKind == kGemmMGroupedMasked) {
             // Group g's rows [start, end): masked, start 0 (in its own slab) and end masked_m[g]; psum, start the
             // aligned end of group g - 1 and end its own cumulative end. With zero padding a psum group's tiles also
