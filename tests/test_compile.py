@@ -123,14 +123,17 @@ def test_cli_help_lists_exactly_the_accepted_targets(capsys):
 @pytest.mark.parametrize('argv,needle', [
     (['--arch', 'sm_70'], "invalid choice: 'sm_70' (choose from 'sm_120a', 'sm_121a', 'sm_120f', 'sm_90a', 'sm_89')"),
     (['--arch', 'sm_100a'], "invalid choice: 'sm_100a'"),
-    (['--family', 'nonsense'], "--family must be among ceilings, clean_logits, hc_prenorm_gemm, mqa_logits, "
-                               "paged_mqa_logits, paged_mqa_logits_metadata for sm_120a; got 'nonsense'"),
+    (['--family', 'nonsense'], "--family must be among {families} for sm_120a; got 'nonsense'"),
     (['--jobs', '0'], '--jobs must be at least 1; got 0'),
 ])
 def test_cli_rejects_unknown_values(argv, needle, capsys):
     if '--family' in argv and _skip_reason():
         pytest.skip(_skip_reason())
     from deep_gemm import jit
+    if '{families}' in needle:    # the list grows with the library: it is every family sm_120a has, sorted
+        families = jit.families('sm_120a')
+        assert list(families) == sorted(families) and {'fp8_gemm', 'bf16_gemm', 'paged_mqa_logits'} <= set(families)
+        needle = needle.format(families=', '.join(families))
     with pytest.raises(SystemExit) as e:
         jit.main(argv)
     assert e.value.code == 2
@@ -171,19 +174,26 @@ def test_cli_without_cuobjdump_checks_resources_and_says_so(monkeypatch, capsys)
     assert out.rstrip().endswith('0 with problems (SASS not checked)'), out
 
 
-def test_bench_without_gpu_compiles_only_the_requested_families(monkeypatch, capsys):
-    from deep_gemm import jit
+def test_bench_without_gpu_models_only_the_requested_families(monkeypatch, capsys):
+    """Without a GPU the bench prints the time model's predictions (it compiles nothing else); --only and --rows
+    choose the rows exactly as they do on a GPU."""
+    import torch
     from deep_gemm.bench import __main__ as bench
-    seen = []
-    monkeypatch.setattr(jit, 'main', lambda argv: seen.append(argv) or 0)
-    assert bench._no_gpu('test', ['hc']) == 0
-    assert seen[-1] == ['--arch', 'sm_120a', '--family', 'ceilings', '--family', 'hc_prenorm_gemm']
-    assert bench._no_gpu('test', None) == 0
-    assert seen[-1] == ['--arch', 'sm_120a']
-    if not _skip_reason():
-        known = set(jit.families('sm_120a'))
-        assert {f for fams in bench._JIT_FAMILIES.values() for f in fams} <= known
-        assert set(bench._JIT_FAMILIES) == set(bench.FAMILIES)
+    from deep_gemm.bench.model import rows as model_rows, run
+    asked = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(run, 'project', lambda pairs, cards, jobs: asked.append([n for n, _ in pairs]) or
+                        [{c.label: dict(error='not run in this test') for c in cards} for _ in pairs])
+    bench.main(['--only', 'hc', '--cards', 'RTX 5090'])
+    out = capsys.readouterr().out
+    assert 'No GPU to benchmark on (torch.cuda.is_available() is False)' in out, out
+    assert asked[-1] == [n for _, n in model_rows.cases(['hc'])] and asked[-1], asked
+    assert all(n.startswith('hc_prenorm_gemm') for n in asked[-1]), asked[-1]
+    bench.main(['--only', 'gemm', '--rows', 'bf16', '--cards', 'RTX 5090'])
+    assert asked[-1] and all('bf16' in n for n in asked[-1]), asked[-1]
+    bench.main(['--cards', 'RTX 5090'])
+    assert {f for f, _ in model_rows.cases()} == set(bench.FAMILIES)
+    assert asked[-1] == [n for _, n in model_rows.cases()], asked[-1]
 
 
 # --- CI runs exactly the README's commands --------------------------------------------------------------------------
