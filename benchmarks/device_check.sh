@@ -7,6 +7,8 @@
 #   STAGES: comma list of build,precompile,tests,upstream,bench (default: all); a stage's time limit comes from
 #   DG_CHECK_<STAGE>_S (seconds). Upstream's test files come from $DG_UPSTREAM_TESTS (the folder holding main/ and
 #   nv_dev/); copy them into an ignored folder of the checkout and point the variable at it (they are never committed).
+#   DG_UPSTREAM_SUITES="main nv_dev" runs both folders (default: main; each gets DG_CHECK_UPSTREAM_S), DG_UPSTREAM_ONLY
+#   ("file.py::function ..." or bare file names) limits the functions, DG_UPSTREAM_FN_S bounds each function.
 # Optional: NCU=1 adds the paged kernel's DRAM byte count.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,10 +46,12 @@ if has upstream; then
     if [ -n "${DG_UPSTREAM_TESTS:-}" ] && [ -d "$DG_UPSTREAM_TESTS/main" ]; then
         t0=$(date +%s)
         mkdir -p /tmp/ul
-        timeout "$(stage_time upstream 300)" python3 benchmarks/upstream_suite.py "$DG_UPSTREAM_TESTS/main" \
-            --timeout "${DG_UPSTREAM_FN_S:-150}" --mqa-cases "${DG_MQA_NUM_CASES:-8}" --log-dir /tmp/ul \
-            $(for x in ${DG_UPSTREAM_ONLY:-}; do printf -- '--only %s ' "$x"; done) 2>&1 | tail -60
-        cp /tmp/ul/*__all.log "$OUT/" 2>/dev/null
+        for suite in ${DG_UPSTREAM_SUITES:-main}; do
+            timeout "$(stage_time upstream 300)" python3 benchmarks/upstream_suite.py "$DG_UPSTREAM_TESTS/$suite" \
+                --timeout "${DG_UPSTREAM_FN_S:-150}" --mqa-cases "${DG_MQA_NUM_CASES:-8}" --log-dir /tmp/ul \
+                $(for x in ${DG_UPSTREAM_ONLY:-}; do printf -- '--only %s ' "$x"; done) 2>&1 | tail -60
+            cp /tmp/ul/*__all.log "$OUT/" 2>/dev/null
+        done
         echo "upstream suite: $(( $(date +%s) - t0 )) s"
     else
         echo "upstream suite: skipped (DG_UPSTREAM_TESTS is not set to a folder holding main/)"

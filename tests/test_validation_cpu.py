@@ -29,3 +29,14 @@ def test_no_gpu_errors_are_clear():
         pytest.skip('this machine has a GPU')
     with pytest.raises(RuntimeError, match='no CUDA device is visible'):
         deep_gemm.get_num_sms()
+
+
+@pytest.mark.parametrize('fn', ['cublaslt_gemm_nt', 'cublaslt_gemm_nn', 'cublaslt_gemm_tn', 'cublaslt_gemm_tt'])
+def test_cublaslt_rejects_cpu_tensors(fn):
+    """cublaslt_gemm_* validate like every other entry point: CPU tensors are an error, not a silent torch.matmul."""
+    a = torch.zeros(64, 32, dtype=torch.bfloat16)
+    b = torch.zeros(64, 32, dtype=torch.bfloat16)
+    d = torch.empty(64, 64, dtype=torch.float32)
+    with pytest.raises(ValueError, match=rf'{fn}: `a` must be a CUDA tensor; got a cpu tensor of dtype '
+                                         r'torch.bfloat16 and shape \[64, 32\]'):
+        getattr(deep_gemm, fn)(a, b, d)

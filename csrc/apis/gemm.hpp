@@ -215,6 +215,17 @@ struct GemmCall {
     bool zero_padding = false;      // psum: write zeros into D's gap rows
 };
 
+// One GEMM per group of `d` [G, M, N] (+ `c`, same shape): D_g = A_g [M, K] · B_g [N, K]ᵀ, sizes from the operands
+inline GemmCall gemm_call(Operand a, Operand b, const torch::Tensor& d, const std::optional<torch::Tensor>& c) {
+    GemmCall call;
+    call.m = a.mn, call.n = b.mn, call.k = a.k, call.num_groups = d.size(0);
+    call.a = std::move(a), call.b = std::move(b);
+    call.d = d;
+    if (c.has_value())
+        call.c = *c;
+    return call;
+}
+
 // The sm_120a/121a-only MMA form of `config` (HW scales, or Promote through the unit-scale block-scaled MMA): kept
 // if it agrees with the Promote twin on a small random input, once per configuration, device and process
 MmaCheckResult cross_check_gemm(const GemmConfig& candidate, int device, cudaStream_t stream, bool inject_fault);
@@ -446,12 +457,8 @@ inline void fp8_fp4_gemm(const char* fn, const py::object& a_obj, const py::obje
     check_accumulator(fn, c, d);
     if (m == 0 or n == 0)
         return;
-    GemmCall call;
-    call.a = std::move(a), call.b = std::move(b);
-    call.d = d.unsqueeze(0);
-    if (c.has_value())
-        call.c = c->unsqueeze(0);
-    call.m = m, call.n = n, call.k = call.a.k;
+    auto call = gemm_call(std::move(a), std::move(b), d.unsqueeze(0),
+                          c.has_value() ? std::optional{c->unsqueeze(0)} : std::nullopt);
     call.skip_left = skip_left, call.skip_mid = skip_mid, call.skip_right = skip_right;
     run_gemm(fn, call);
 }
@@ -770,13 +777,8 @@ inline void bf16_gemm(const char* fn, const torch::Tensor& a_in, const torch::Te
     check_accumulator(fn, c, d);
     if (a.mn == 0 or b.mn == 0)
         return;
-    GemmCall call;
-    call.a = std::move(a), call.b = std::move(b);
-    call.d = d.unsqueeze(0);
-    if (c.has_value())
-        call.c = c->unsqueeze(0);
-    call.m = call.a.mn, call.n = call.b.mn, call.k = call.a.k;
-    run_gemm(fn, call);
+    run_gemm(fn, gemm_call(std::move(a), std::move(b), d.unsqueeze(0),
+                           c.has_value() ? std::optional{c->unsqueeze(0)} : std::nullopt));
 }
 
 inline void register_bf16_apis(py::module_& m) {
@@ -829,12 +831,7 @@ inline void batched_gemm(const char* fn, Operand a, Operand b, const torch::Tens
     check_k(fn, a, b);
     if (a.mn == 0 or b.mn == 0 or d_v.size(0) == 0)
         return;
-    GemmCall call;
-    call.a = std::move(a), call.b = std::move(b);
-    call.d = d_v;
-    if (c_v.has_value())
-        call.c = *c_v;
-    call.m = call.a.mn, call.n = call.b.mn, call.k = call.a.k, call.num_groups = d_v.size(0);
+    auto call = gemm_call(std::move(a), std::move(b), d_v, c_v);
     call.allow_split_k = allow_split_k;
     run_gemm(fn, call);
 }
