@@ -540,6 +540,67 @@ def test_bench_without_gpu_honours_only(capsys):
         printed, printed
 
 
+@needs_tools
+@pytest.mark.skipif(not _ext_built(), reason='deep_gemm._C is not built')
+def test_calibration_of_an_earlier_gpu_run(tmp_path, capsys):
+    """--model-only --measured: an earlier GPU run's rows (their bytes and times) predicted on that GPU's entry, the
+    error per row printed and written, without a GPU; rows of other families and rows the model does not cover pass
+    through."""
+    from deep_gemm.bench.__main__ import main
+    from deep_gemm.bench.model import markdown
+    m, k = 4096, 16384
+    gpu_run = dict(model_only=False, device='NVIDIA H200 (132 SMs)', sm120_mode=True, cards=[],
+                   ceilings=dict(read_bw=3.856e12, write_bw=4.3e12, fp8_mma=268e12, tf32_mma=271e12, bf16_mma=539e12),
+                   rows=[dict(name=f'hc_prenorm_gemm M={m} N=24 K={k}', family='hc', measured_s=49.4e-6,
+                              bytes_read=m * k * 2 + 24 * k * 4, bytes_written=(m * 24 + m) * 4,
+                              flops=2.0 * m * 24 * k, mma='tf32_mma', check='ok', floor_s=35.3e-6, predictions={}),
+                         dict(name='host overhead (tiny inputs)', family='hc', measured_s=11.7e-6, predictions={}),
+                         dict(name='paged_mqa_logits B=64 ctx=8K n=1', family='paged', measured_s=59.2e-6,
+                              predictions={})])
+    src, out = tmp_path / 'gpu.json', tmp_path / 'cal.json'
+    src.write_text(json.dumps(gpu_run))
+    rc = main(['--model-only', '--measured', str(src), '--calibration', 'H200', '--only', 'hc', '--cards', 'GB10',
+               '--json', str(out), '--jobs', '2'])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    data = json.loads(out.read_text())
+    assert not data['model_only'] and data['device'] == 'NVIDIA H200 (132 SMs)' and data['measured_from'] == str(src)
+    assert data['cards'] == ['H200 (sm_90a, SM120 mode)', 'GB10'], data['cards']
+    hc, host = data['rows']                          # --only hc: the paged row is left out
+    assert hc['measured_s'] == 49.4e-6 and hc['floor_s'] == 35.3e-6
+    p = hc['predictions']['H200 (sm_90a, SM120 mode)']
+    assert 'error' not in p and p['seconds'] > 0, p
+    assert p['bytes'] == hc['bytes_read'] + hc['bytes_written']      # the measured row's own bytes
+    assert all(v is None for v in host['predictions'].values())
+    err = (p['seconds'] - 49.4e-6) / 49.4e-6
+    assert f'{err * 100:+6.0f}%' in printed, printed
+    assert f'| hc_prenorm_gemm M={m} N=24 K={k} | 49.4 µs | {p["seconds"] * 1e6:.1f} µs | {err * 100:+.0f}% |' in \
+        markdown.render(data)
+
+
+@pytest.mark.parametrize('content,needle', [
+    (None, 'reading'), ('not json', 'reading'), (json.dumps(dict(rows=[])), None),
+    (json.dumps(dict(model_only=True, rows=[])), 'holds --model-only predictions, not measurements')])
+def test_calibration_input_errors(tmp_path, capsys, content, needle):
+    from deep_gemm.bench.__main__ import main
+    src = tmp_path / 'gpu.json'
+    if content is not None:
+        src.write_text(content)
+    if needle is None:           # a valid file without rows: nothing to predict, no error
+        assert main(['--model-only', '--measured', str(src), '--calibration', 'H200', '--cards', 'GB10']) == 0
+        return
+    with pytest.raises(SystemExit) as e:
+        main(['--model-only', '--measured', str(src)])
+    assert '--measured' in str(e.value) and needle in str(e.value), e.value
+
+
+def test_measured_needs_model_only(capsys):
+    from deep_gemm.bench.__main__ import main
+    with pytest.raises(SystemExit) as e:
+        main(['--measured', 'x.json'])
+    assert e.value.code == 2 and '--measured goes with --model-only' in capsys.readouterr().err
+
+
 def test_markdown_tables():
     from deep_gemm.bench.model import markdown
     pred = lambda s, b: dict(seconds=s, binding=b, terms={}, warps_per_scheduler=2.0,      # noqa: E731

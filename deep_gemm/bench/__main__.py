@@ -4,6 +4,9 @@ and RTX 5090 / RTX PRO 6000 / DGX Spark GB10 from the sm_120a / sm_121a cubins; 
 
     python -m deep_gemm.bench [--only paged|ragged|hc ...] [--json rows.json]
     python -m deep_gemm.bench --model-only [--only ...] [--rows REGEX] [--json rows.json]   (no GPU needed)
+    python -m deep_gemm.bench --model-only --measured gpu_rows.json --calibration H200 [--json calibrated.json]
+        (no GPU needed: the calibration of an earlier GPU run's `--json` rows, their bytes and measured times,
+        against the model on that GPU's table entry; `python -m deep_gemm.bench.model.markdown` renders it)
 
 Without a GPU it says so and runs `--model-only` for the selected families (compiling only the configurations
 those rows use, for sm_90a in SM120 mode and for the SM120 targets).
@@ -73,10 +76,52 @@ def _model_footer():
           'parameters and their sources (or GUESS) in model/gpus.py.')
 
 
+def _measured_rows(args):
+    """The rows of an earlier GPU run's `--json` file (`--measured`) as bench rows, filtered by --only / --rows, and
+    the file's header."""
+    from .common import Row
+    try:
+        with open(args.measured) as f:
+            data = json.load(f)
+        src = data['rows']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f'deep_gemm.bench: --measured must be a JSON file written by `python -m deep_gemm.bench '
+                         f'--json` on a GPU; reading {args.measured!r} failed: {e}')
+    if data.get('model_only'):
+        raise SystemExit(f'deep_gemm.bench: --measured {args.measured!r} holds --model-only predictions, not '
+                         f'measurements')
+    keys = ('bytes_read', 'bytes_written', 'flops', 'mma', 'check', 'family')
+    out, fams = [], args.only or FAMILIES
+    for r in src:
+        if r.get('family') not in fams or (args.rows and not re.search(args.rows, r['name'])):
+            continue
+        row = Row(name=r['name'], seconds=float(r.get('measured_s') or 0.0),
+                  **{k: r[k] for k in keys if r.get(k) is not None})
+        row.source = r
+        out.append(row)
+    return out, data
+
+
 def model_only(args, reason=None):
     from .model import rows as model_rows, run
     if reason:
         print(f'No GPU to benchmark on ({reason}): the time model\'s predictions only (--model-only).\n')
+    if args.measured:
+        measured, data = _measured_rows(args)
+        cards = _cards(args)
+        print(f'Calibration of {args.measured} ({data.get("device")}, {len(measured)} rows) against the model on '
+              f'{cards[0].label}:\n')
+        t0 = time.time()
+        results = run.project([(r.name, r) for r in measured], cards, jobs=args.jobs)
+        _model_table([r.name for r in measured], results, cards, [r.seconds for r in measured])
+        _model_footer()
+        print(f'({len(measured)} rows x {len(cards)} cards in {time.time() - t0:.0f} s)')
+        if args.json:
+            _write_json(args.json, dict(model_only=False, device=data.get('device'), sm120_mode=data.get('sm120_mode'),
+                                        ceilings=data.get('ceilings'), cards=[c.label for c in cards],
+                                        measured_from=args.measured),
+                        [dict(r.source, predictions=res) for r, res in zip(measured, results)])
+        return 0
     families = args.only or FAMILIES
     names = [n for f, n in model_rows.cases(families) if not args.rows or re.search(args.rows, n)]
     cards = _cards(args)
@@ -104,12 +149,17 @@ def main(argv=None):
                         help='SM120 cards to predict (model/gpus.py names; default: all of SM120_CARDS)')
     parser.add_argument('--calibration', default='H100', choices=('H100', 'H200'),
                         help='--model-only: the calibration GPU predicted beside the SM120 cards')
+    parser.add_argument('--measured', default=None,
+                        help='--model-only: calibrate against the measured rows of this earlier GPU run\'s --json file '
+                             '(pass the GPU it ran on as --calibration)')
     parser.add_argument('--json', default=None, help='write the rows (measured and predicted) to this JSON file')
     parser.add_argument('--no-model', action='store_true', help='measure only (no model columns)')
     parser.add_argument('--jobs', type=int, default=min(8, os.cpu_count() or 2),
                         help='parallel compiles / predictions for the model')
     args = parser.parse_args(argv)
 
+    if args.measured and not args.model_only:
+        parser.error('--measured goes with --model-only (it predicts an earlier run\'s rows without a GPU)')
     if args.model_only:
         return model_only(args)
     import torch

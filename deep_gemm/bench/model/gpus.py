@@ -180,7 +180,7 @@ GPUS = {
         'H200', ('sm_90a', 'compute capability 9.0; the sm_90a build runs in SM120 mode'),
         P(132, 'H200'), P(1.98e9, 'H200: GH100 at 1980 MHz max boost (as H100 SXM5)'),
         P(4.8e12, 'H200: 4.8 TB/s HBM3e'), P(50 << 20, 'H200: 50 MB L2 (GH100)'), _sm90_common(), ('H200',),
-        dram_efficiency=P(0.85, 'GUESS: as the H100 measured in PERF (0.85 of spec)')),
+        dram_efficiency=P(0.80, 'PERF (run G1, 2026-12-03): streaming read 3856 GB/s measured / 4800 spec')),
 }
 
 SM120_CARDS = ('RTX 5090', 'RTX PRO 6000', 'GB10')
