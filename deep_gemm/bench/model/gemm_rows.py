@@ -21,26 +21,38 @@ def _units(m, n, k, plan, groups=1, block_k=128):
     return [per_split[u % splits] for u in range(groups * m_tiles * n_tiles * splits)]
 
 
-def _gemm_work(t, m, n, k, row, bf16=False):
+_KIND = {'normal': 0, 'm-masked': 3}
+
+
+def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False, planned_groups=None):
+    """The Work of one GEMM launch: `groups` groups of m x n x k that have rows (batched heads, or the active experts
+    of a masked call, whose plan sees `planned_groups` groups in all)."""
+    import re
     from ... import jit
     ext = jit._ext()
-    plan = ext._gemm_plan(t.target, 0, m, n, k, type_a=2 if bf16 else 0, type_b=2 if bf16 else 0,
-                          sm120_mode=t.sm120_mode, num_sms=t.gpu.sms)
+    plan = ext._gemm_plan(t.target, _KIND[kind], m, n, k, num_groups=planned_groups or groups,
+                          type_a=2 if bf16 else 0, type_b=2 if bf16 else (1 if fp4_b else 0),
+                          gran_k_b=32 if fp4_b else 128, sm120_mode=t.sm120_mode, num_sms=t.gpu.sms)
     form = '' if bf16 else (' hw' if t.sm120 else ' promote')
-    desc = (rf'^normal {"bf16xbf16" if bf16 else "fp8xfp8"} {plan["block_m"]}x{plan["block_n"]} '
-            rf'warps=\d+x\d+ stages={plan["num_stages"]}' + ('' if bf16 else r' sf_k=128/128') + form + '$')
+    combo = 'bf16xbf16' if bf16 else ('fp8xfp4' if fp4_b else 'fp8xfp8')
+    sf = '' if bf16 else (' sf_k=128/32' if fp4_b else ' sf_k=128/128')
+    desc = (rf'^{kind} {combo} {plan["block_m"]}x{plan["block_n"]} warps=\d+x\d+ stages={plan["num_stages"]}'
+            + re.escape(sf) + form + '$')
     kernel, spec = t.kernel('bf16_gemm' if bf16 else 'fp8_gemm', desc)
-    units = _units(m, n, k, plan, block_k=64 if bf16 else 128)
+    block_k = 64 if bf16 else 128
+    units = _units(m, n, k, plan, groups=groups, block_k=block_k)
     grid = plan['grid']
     cta = [sum(units[c::grid]) for c in range(min(grid, len(units)))]
-    elem = 2 if bf16 else 1
-    block_k = 64 if bf16 else 128
-    rd = row.bytes_read if row else (m * k + n * k) * elem
-    wr = row.bytes_written if row else m * n * 2
+    a_elem, b_elem = (2, 2) if bf16 else (1, 0.5 if fp4_b else 1)
+    if row:
+        rd, wr = row.bytes_read, row.bytes_written
+    else:
+        rd = groups * (m * k * a_elem + n * k * b_elem + (n * k // 32 if fp4_b else 0))
+        wr = groups * m * n * 2
     return Work(kernel=kernel, threads=spec['num_threads'], dynamic_smem=spec['dynamic_smem'], cta_stages=cta,
                 groups=[WarpGroup(spec['num_threads'] // 32, ('mma',), 'all')],
                 flops_per_stage=2.0 * plan['block_m'] * plan['block_n'] * block_k, bytes_read=rd, bytes_written=wr,
-                stage_dram_bytes=(plan['block_m'] + plan['block_n']) * block_k * elem,
+                stage_dram_bytes=(plan['block_m'] * a_elem + plan['block_n'] * b_elem) * block_k,
                 stages_in_flight=plan['num_stages'] - 1, tail_round_trips=2 if plan['num_splits'] > 1 else 0,
                 description=spec['description'] + f' splits={plan["num_splits"]} grid={grid}')
 
@@ -58,3 +70,18 @@ def _published(t, m, n, k, row=None):
 @register('gemm', r'^bf16_gemm_nt (?P<m>\d+)x(?P<n>\d+)x(?P<k>\d+)$', cases=['bf16_gemm_nt 4096x4096x4096'])
 def _bf16(t, m, n, k, row=None):
     return _gemm_work(t, int(m), int(n), int(k), row, bf16=True)
+
+
+@register('gemm', r'^fp8_einsum wo_a b=(?P<b>\d+) h=(?P<h>\d+) (?P<n>\d+)x(?P<k>\d+)$',
+          cases=['fp8_einsum wo_a b=64 h=8 1024x4096'])
+def _einsum(t, b, h, n, k, row=None):
+    # 'bhr,hdr->bhd': one GEMM per head (M = b, N = d, K = r), batched in one launch
+    return _gemm_work(t, int(b), int(n), int(k), row, groups=int(h))
+
+
+@register('gemm', r'^masked fp8xfp4 E=(?P<e>\d+) active=(?P<a>\d+) m=(?P<m>\d+) (?P<n>\d+)x(?P<k>\d+)$',
+          cases=['masked fp8xfp4 E=256 active=8 m=1 4096x4096'])
+def _masked(t, e, a, m, n, k, row=None):
+    # MoE decode: only the `a` active experts have rows (their tiles are the units); the grid is one CTA per SM
+    return _gemm_work(t, int(m), int(n), int(k), row, kind='m-masked', groups=int(a), fp4_b=True,
+                      planned_groups=int(e))
