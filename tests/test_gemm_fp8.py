@@ -232,8 +232,9 @@ def test_fp8_gemm_bad_arguments(case):
         pytest.skip('deep_gemm._C is not built')
     dev = _cpu_or_cuda()
     m, n, k = 64, 256, 512
-    a = (torch.zeros(m, k, device=dev, dtype=torch.float8_e4m3fn), torch.ones(m, k // 128, device=dev))
-    b = (torch.zeros(n, k, device=dev, dtype=torch.float8_e4m3fn), torch.ones(n // 128, k // 128, device=dev))
+    # zeros cast to FP8 (torch 2.4 cannot fill an FP8 tensor on the CPU directly: "fill_cpu" not implemented)
+    a = (torch.zeros(m, k, device=dev).to(torch.float8_e4m3fn), torch.ones(m, k // 128, device=dev))
+    b = (torch.zeros(n, k, device=dev).to(torch.float8_e4m3fn), torch.ones(n // 128, k // 128, device=dev))
     d = torch.empty(m, n, device=dev, dtype=torch.bfloat16)
     kwargs = {}
     expect = None
