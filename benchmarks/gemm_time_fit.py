@@ -21,14 +21,9 @@ _SHAPE = (re.compile(r'^fp8_gemm_nt .*M=(\d+) (\d+)x(\d+)$'), re.compile(r'^fp8_
 
 
 def busiest_cta(plan, m, n, k, block_k=128):
-    """(k blocks, units) of the CTA with the most k blocks: units (tile x split, split fastest) are dealt to the
-    persistent CTAs round-robin, split s of a tile covering k blocks [kb * s / S, kb * (s + 1) / S)."""
-    tiles = math.ceil(m / plan['block_m']) * math.ceil(n / plan['block_n'])
-    splits, kb = plan['num_splits'], math.ceil(k / block_k)
-    per_split = [(kb * (s + 1)) // splits - (kb * s) // splits for s in range(splits)]
-    units = [per_split[u % splits] for u in range(tiles * splits)]
-    grid = plan['grid']
-    return max((sum(units[c::grid]), len(units[c::grid])) for c in range(min(grid, len(units))))
+    """(k blocks, units) of the CTA with the most k blocks, under the model's decomposition of the plan."""
+    from deep_gemm.bench.model.gemm_rows import cta_work
+    return max(cta_work(m, n, k, plan, block_k=block_k))
 
 
 def fit(rows):

@@ -77,8 +77,8 @@ def _model_footer():
 
 
 def _measured_rows(args):
-    """The rows of an earlier GPU run's `--json` file (`--measured`) as bench rows, filtered by --only / --rows, and
-    the file's header."""
+    """The rows of an earlier GPU run's `--json` file (`--measured`), filtered by --only / --rows: [(bench row, the
+    file's dict for it)], and the file's header."""
     from .common import Row
     try:
         with open(args.measured) as f:
@@ -95,10 +95,8 @@ def _measured_rows(args):
     for r in src:
         if r.get('family') not in fams or (args.rows and not re.search(args.rows, r['name'])):
             continue
-        row = Row(name=r['name'], seconds=float(r.get('measured_s') or 0.0),
-                  **{k: r[k] for k in keys if r.get(k) is not None})
-        row.source = r
-        out.append(row)
+        out.append((Row(name=r['name'], seconds=float(r.get('measured_s') or 0.0),
+                        **{k: r[k] for k in keys if r.get(k) is not None}), r))
     return out, data
 
 
@@ -107,7 +105,8 @@ def model_only(args, reason=None):
     if reason:
         print(f'No GPU to benchmark on ({reason}): the time model\'s predictions only (--model-only).\n')
     if args.measured:
-        measured, data = _measured_rows(args)
+        pairs, data = _measured_rows(args)
+        measured = [row for row, _ in pairs]
         cards = _cards(args)
         print(f'Calibration of {args.measured} ({data.get("device")}, {len(measured)} rows) against the model on '
               f'{cards[0].label}:\n')
@@ -120,7 +119,7 @@ def model_only(args, reason=None):
             _write_json(args.json, dict(model_only=False, device=data.get('device'), sm120_mode=data.get('sm120_mode'),
                                         ceilings=data.get('ceilings'), cards=[c.label for c in cards],
                                         measured_from=args.measured),
-                        [dict(r.source, predictions=res) for r, res in zip(measured, results)])
+                        [dict(src, predictions=res) for (_, src), res in zip(pairs, results)])
         return 0
     families = args.only or FAMILIES
     names = [n for f, n in model_rows.cases(families) if not args.rows or re.search(args.rows, n)]

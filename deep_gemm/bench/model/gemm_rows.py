@@ -6,6 +6,7 @@ of units c, c + grid, ... The MMA form is the one the host picks for the row's s
 scales (as SGLang does), which sm_120a / sm_121a multiply in the block-scaled MMA (HW); other targets run Promote with
 the plain FP8 MMA (the host unpacks the scales to float32 for it)."""
 import math
+import re
 
 from .predict import WarpGroup, Work
 from .rows import register
@@ -14,11 +15,16 @@ _V4 = ['fp8_gemm_nt flash wqkv_a M=1 1536x4096', 'fp8_gemm_nt flash wo_b M=64 40
        'fp8_gemm_nt pro wo_b M=4096 7168x16384', 'fp8_gemm_nt published 4096x24576x1536']
 
 
-def _units(m, n, k, plan, groups=1, block_k=128):
+def cta_work(m, n, k, plan, groups=1, block_k=128):
+    """[(k blocks, units)] of each persistent CTA under `plan` (a `_C._gemm_plan` dict): units (tile x K split, the
+    split fastest) are dealt round-robin, CTA c taking units c, c + grid, ...; split s of a tile covers k blocks
+    [kb * s / S, kb * (s + 1) / S). benchmarks/gemm_time_fit.py uses the same decomposition."""
     m_tiles, n_tiles = math.ceil(m / plan['block_m']), math.ceil(n / plan['block_n'])
     kb, splits = math.ceil(k / block_k), plan['num_splits']
     per_split = [(kb * (s + 1)) // splits - (kb * s) // splits for s in range(splits)]
-    return [per_split[u % splits] for u in range(groups * m_tiles * n_tiles * splits)]
+    units = [per_split[u % splits] for u in range(groups * m_tiles * n_tiles * splits)]
+    grid = plan['grid']
+    return [(sum(units[c::grid]), len(units[c::grid])) for c in range(min(grid, len(units)))]
 
 
 _KIND = {'normal': 0, 'm-masked': 3}
@@ -27,7 +33,6 @@ _KIND = {'normal': 0, 'm-masked': 3}
 def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False, planned_groups=None):
     """The Work of one GEMM launch: `groups` groups of m x n x k that have rows (batched heads, or the active experts
     of a masked call, whose plan sees `planned_groups` groups in all)."""
-    import re
     from ... import jit
     ext = jit._ext()
     plan = ext._gemm_plan(t.target, _KIND[kind], m, n, k, num_groups=planned_groups or groups,
@@ -40,9 +45,8 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
             + re.escape(sf) + form + '$')
     kernel, spec = t.kernel('bf16_gemm' if bf16 else 'fp8_gemm', desc)
     block_k = 64 if bf16 else 128
-    units = _units(m, n, k, plan, groups=groups, block_k=block_k)
+    cta = [kb for kb, _ in cta_work(m, n, k, plan, groups=groups, block_k=block_k)]
     grid = plan['grid']
-    cta = [sum(units[c::grid]) for c in range(min(grid, len(units)))]
     a_elem, b_elem = (2, 2) if bf16 else (1, 0.5 if fp4_b else 1)
     if row:
         rd, wr = row.bytes_read, row.bytes_written
