@@ -4,11 +4,15 @@
 #   -> benchmarks. Logs go under $OUT (or ./device_out); a summary line per stage is printed.
 #
 # Usage: bash benchmarks/device_check.sh [STAGES] [PYTEST_K] [BENCH_ARGS]
-#   STAGES: comma list of build,precompile,tests,upstream,bench (default: all); a stage's time limit comes from
-#   DG_CHECK_<STAGE>_S (seconds). Upstream's test files come from $DG_UPSTREAM_TESTS (the folder holding main/ and
+#   STAGES: comma list of build,precompile,tests,upstream,lanes,bench (default: all but lanes); a stage's time limit
+#   comes from DG_CHECK_<STAGE>_S (seconds). Upstream's test files come from $DG_UPSTREAM_TESTS (the folder holding main/ and
 #   nv_dev/); copy them into an ignored folder of the checkout and point the variable at it (they are never committed).
 #   DG_UPSTREAM_SUITES="main nv_dev" runs both folders (default: main; each gets DG_CHECK_UPSTREAM_S), DG_UPSTREAM_ONLY
 #   ("file.py::function ..." or bare file names) limits the functions, DG_UPSTREAM_FN_S bounds each function.
+#   The `lanes` stage runs several of these at once on the one GPU (a lent machine's time is short): DG_LANES is a
+#   '|'-separated list of lanes, each 'pytest <pytest args>' (our GPU tests) or '<suite> <file.py::function> ...'
+#   (upstream's files); each lane gets DG_CHECK_LANES_S. Lanes share the GPU, so the timings they print are not
+#   measurements (time-slicing between processes inflates them); use them for pass/fail only.
 # Optional: NCU=1 adds the paged kernel's DRAM byte count.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +60,28 @@ if has upstream; then
     else
         echo "upstream suite: skipped (DG_UPSTREAM_TESTS is not set to a folder holding main/)"
     fi
+fi
+if has lanes; then
+    t0=$(date +%s)
+    IFS='|' read -ra LANES <<< "${DG_LANES:-}"
+    i=0
+    for lane in "${LANES[@]}"; do
+        i=$((i + 1))
+        read -ra words <<< "$lane"
+        [ "${#words[@]}" -gt 0 ] || continue
+        if [ "${words[0]}" = pytest ]; then
+            (timeout "$(stage_time lanes 400)" python3 -m pytest -m gpu -q -p no:cacheprovider "${words[@]:1}" \
+                > "$OUT/lane$i.log" 2>&1; echo "lane $i rc=$?" >> "$OUT/lane$i.log") &
+        else
+            (timeout "$(stage_time lanes 400)" python3 benchmarks/upstream_suite.py "$DG_UPSTREAM_TESTS/${words[0]}" \
+                --timeout "$(stage_time lanes 400)" --mqa-cases "${DG_MQA_NUM_CASES:-8}" --log-dir "/tmp/ul/lane$i" \
+                $(for x in "${words[@]:1}"; do printf -- '--only %s ' "$x"; done) > "$OUT/lane$i.log" 2>&1
+             echo "lane $i rc=$?" >> "$OUT/lane$i.log") &
+        fi
+    done
+    wait
+    for f in "$OUT"/lane*.log; do echo "== $f"; grep -E "PASS|FAIL|TIMEOUT|passed|failed|rc=" "$f" | tail -40; done
+    echo "lanes: $(( $(date +%s) - t0 )) s"
 fi
 if has bench; then
     t0=$(date +%s)

@@ -75,6 +75,23 @@ def test_cublaslt_fp32_precision():
 
 
 @gpu
+@pytest.mark.parametrize('fn', ['cublaslt_gemm_nt', 'cublaslt_gemm_tn'])
+@pytest.mark.parametrize('out,with_c', [(torch.bfloat16, False), (torch.float, False), (torch.float, True)])
+def test_cublaslt_fp8(fn, out, with_c):
+    """FP8 inputs (upstream's test_fp8_fp4 times `cublaslt_gemm_nt(a[0], b[0], d, c=c)`): cuBLASLt's FP8 GEMM, one
+    kernel, against float64 math on the FP8 values; K = 100 (not a multiple of 16) takes the widened FP32 route."""
+    for m, n, k in ((128, 2112, 7168), (7, 256, 100)):
+        a = (torch.randn(m, k, device='cuda') * 4).to(torch.float8_e4m3fn)
+        b = (torch.randn(n, k, device='cuda') * 4).to(torch.float8_e4m3fn)
+        c = torch.randn(m, n, device='cuda') * 32 if with_c else None
+        d = torch.full((m, n), float('nan'), device='cuda', dtype=out)
+        ref = a.double() @ b.double().T + (c.double() if with_c else 0)
+        a_arg, b_arg = (a.T.contiguous(), b.T.contiguous()) if fn.endswith('tn') else (a, b)
+        getattr(deep_gemm, fn)(a_arg, b_arg, d, c=c)
+        check_close(d, ref, f'{fn} fp8 m={m} k={k} out={out}')
+
+
+@gpu
 def test_bf16_gemm_determinism():
     a = torch.randn(16, 4096, device='cuda', dtype=torch.bfloat16)
     b = torch.randn(2048, 4096, device='cuda', dtype=torch.bfloat16)

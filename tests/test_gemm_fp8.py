@@ -10,6 +10,7 @@ import torch
 
 import deep_gemm
 from deep_gemm.testing import assert_bitwise_equal, calc_diff
+from deep_gemm.utils import transpose_packed_fp4
 from gemm_common import ceil_div, check_close, pack_ue8m0, quant_fp4, quant_fp8, rows_of_block
 
 gpu = pytest.mark.gpu
@@ -135,6 +136,42 @@ def test_fp8_gemm_k_granule_32_and_fp4():
     aq, sfaq, a_ref = quant_fp4(m, k, 32, seed=25)
     deep_gemm.fp8_fp4_gemm_nt((aq, sfaq), (bq, sfbq), d, recipe_a=(1, 32), recipe_b=(1, 32))
     check_close(d, a_ref @ b_ref.T, 'fp4 x fp4')
+
+
+@gpu
+@pytest.mark.parametrize('m,n,k', [(1, 512, 1024), (130, 512, 1024), (600, 384, 2048)])
+@pytest.mark.parametrize('gran_b', [128, 32])
+@pytest.mark.parametrize('packed', [False, True])
+def test_fp4_x_fp8(m, n, k, gran_b, packed):
+    """FP4 activations x FP8 weights (NVIDIA's SM120 tests: A (1, 32), B per row (1, 128)), float and packed scales."""
+    aq, sfa, a_ref = quant_fp4(m, k, 32, seed=m + 51)
+    b, sfb, b_ref = quant_fp8(n, k, 1, gran_b, seed=m + 52)
+    sa, sb = (pack_ue8m0(sfa), pack_ue8m0(sfb)) if packed else (sfa, sfb)
+    d = torch.full((m, n), float('nan'), device='cuda', dtype=torch.bfloat16)
+    deep_gemm.fp8_fp4_gemm_nt((aq, sa), (b, sb), d, recipe_a=(1, 32), recipe_b=(1, gran_b))
+    check_close(d, a_ref @ b_ref.T, f'fp4 x fp8 m={m} gran_b={gran_b} packed={packed}')
+
+
+@gpu
+@pytest.mark.parametrize('fn', ['fp8_fp4_gemm_nt', 'fp8_fp4_gemm_tn', 'fp8_fp4_gemm_nn', 'fp8_fp4_gemm_tt'])
+def test_fp4_mn_major(fn):
+    """MN-major packed FP4 (upstream's `transpose_packed_fp4(x).T`: [MN / 2, K], MN pairs per byte) for A and B, in
+    the nt form (MN-major views) and the layout aliases (their [K, MN / 2] tensors); FP4 x FP4 and FP8 x FP4."""
+    m, n, k = 96, 384, 512
+    aq, sfa, a_ref = quant_fp4(m, k, 32, seed=61)
+    bq, sfb, b_ref = quant_fp4(n, k, 32, seed=62)
+    af, sfaf, af_ref = quant_fp8(m, k, 1, 128, seed=63)
+    ta, tb = fn.endswith(('tn', 'tt')), fn.endswith(('nn', 'tn'))
+    a_mn, b_mn = transpose_packed_fp4(aq), transpose_packed_fp4(bq)     # [K, M / 2], [K, N / 2]
+    a_arg = (a_mn, sfa.T) if ta else ((a_mn.T, sfa) if fn == 'fp8_fp4_gemm_nt' else (aq, sfa))
+    b_arg = (b_mn, sfb.T) if tb else ((b_mn.T, sfb) if fn == 'fp8_fp4_gemm_nt' else (bq, sfb))
+    d = torch.full((m, n), float('nan'), device='cuda', dtype=torch.bfloat16)
+    getattr(deep_gemm, fn)(a_arg, b_arg, d, recipe_a=(1, 32), recipe_b=(1, 32))
+    check_close(d, a_ref @ b_ref.T, f'{fn} fp4 x fp4 MN-major')
+    # FP8 (K-major or its transpose) x MN-major FP4
+    fa_arg = (af.T.contiguous(), sfaf.T) if ta else (af, sfaf)
+    getattr(deep_gemm, fn)(fa_arg, b_arg, d, recipe_a=(1, 128), recipe_b=(1, 32))
+    check_close(d, af_ref @ b_ref.T, f'{fn} fp8 x fp4 MN-major')
 
 
 @gpu

@@ -7,6 +7,7 @@ import torch
 
 import deep_gemm
 from deep_gemm.testing import assert_bitwise_equal
+from deep_gemm.utils import transpose_packed_fp4
 from gemm_common import ceil_div, check_close, pack_ue8m0, quant_fp4, quant_fp8, rows_of_block
 
 gpu = pytest.mark.gpu
@@ -143,6 +144,101 @@ def test_m_grouped_masked(groups, max_m, expected_m, n, k, fp4):
         graph.replay()
     torch.cuda.synchronize()
     assert_bitwise_equal(d, first, 'masked determinism')
+
+
+def _operand(kind, mn, k, seed):
+    """('fp8' with per-row (1, 128) scales, or 'fp4' with (1, 32) scales): values, scales, float64 dequantized."""
+    return quant_fp4(mn, k, 32, seed=seed) if kind == 'fp4' else quant_fp8(mn, k, 1, 128, seed=seed)
+
+
+def _mn_major(kind, x):
+    """[G, MN, K(/2)] K-major values as the MN-major tensor upstream's tests pass: FP8 [G, K, MN] transposed back,
+    packed FP4 [G, K, MN / 2] (`transpose_packed_fp4` per group); returned as (nt view, the nn form's tensor)."""
+    t = torch.stack([transpose_packed_fp4(v) for v in x]) if kind == 'fp4' else x.mT.contiguous()
+    return t.mT, t
+
+
+@gpu
+@pytest.mark.parametrize('kinds', [('fp4', 'fp8'), ('fp4', 'fp4'), ('fp8', 'fp4')])
+@pytest.mark.parametrize('b_mn_major', [False, True])
+def test_m_grouped_contiguous_fp4(kinds, b_mn_major):
+    """NVIDIA's SM120 quant configs: FP4 activations (1, 32) x FP8 weights with per-row (1, 128) scales, FP4 x FP4,
+    FP8 x FP4; the weights K-major or MN-major (the nt form's views and the nn form's [G, K, N(/2)] tensors)."""
+    kind_a, kind_b = kinds
+    align = deep_gemm.get_mk_alignment_for_contiguous_layout()
+    groups, n, k = 3, 256, 512
+    sizes = [70, 0, 150]
+    starts, m = [], 0
+    for sz in sizes:
+        starts.append(m)
+        m = _align(m + sz, align)
+    a, sfa, a_ref = _operand(kind_a, m, k, seed=400)
+    ws = [_operand(kind_b, n, k, seed=410 + g) for g in range(groups)]
+    b, sfb, b_ref = (torch.stack([w[i] for w in ws]) for i in range(3))
+    layout = torch.full((m,), -1, dtype=torch.int32, device='cuda')
+    for g, (st, sz) in enumerate(zip(starts, sizes)):
+        layout[st:st + sz] = g
+    recipe = dict(recipe_a=(1, 32 if kind_a == 'fp4' else 128), recipe_b=(1, 32 if kind_b == 'fp4' else 128))
+    calls = [('m_grouped_fp8_fp4_gemm_nt_contiguous', b, sfb)]
+    if b_mn_major:
+        view, nn_tensor = _mn_major(kind_b, b)
+        calls = [('m_grouped_fp8_fp4_gemm_nt_contiguous', view, sfb),
+                 ('m_grouped_fp8_fp4_gemm_nn_contiguous', nn_tensor, sfb.mT)]
+    for fn, b_arg, sfb_arg in calls:
+        d = torch.full((m, n), float('nan'), device='cuda', dtype=torch.bfloat16)
+        getattr(deep_gemm, fn)((a, sfa), (b_arg, sfb_arg), d, layout, **recipe)
+        for g, (st, sz) in enumerate(zip(starts, sizes)):
+            if sz:
+                check_close(d[st:st + sz], a_ref[st:st + sz] @ b_ref[g].T, f'{fn} {kinds} group {g}')
+        assert (d[layout < 0] == 0).all(), 'padding rows must be zero'
+
+
+@gpu
+@pytest.mark.parametrize('kinds', [('fp4', 'fp8'), ('fp4', 'fp4')])
+def test_m_grouped_masked_fp4_activations(kinds):
+    kind_a, kind_b = kinds
+    groups, max_m, n, k = 4, 64, 256, 512
+    masked = torch.tensor([0, 5, 64, 33], dtype=torch.int32)
+    xs = [_operand(kind_a, max_m, k, seed=500 + g) for g in range(groups)]
+    ws = [_operand(kind_b, n, k, seed=520 + g) for g in range(groups)]
+    a, sfa, a_ref = (torch.stack([x[i] for x in xs]) for i in range(3))
+    b, sfb, b_ref = (torch.stack([w[i] for w in ws]) for i in range(3))
+    d = torch.full((groups, max_m, n), float('nan'), device='cuda', dtype=torch.bfloat16)
+    deep_gemm.m_grouped_fp8_fp4_gemm_nt_masked((a, sfa), (b, sfb), d, masked.cuda(), 32, recipe_a=(1, 32),
+                                               recipe_b=(1, 32 if kind_b == 'fp4' else 128))
+    for g in range(groups):
+        rows = int(masked[g])
+        if rows:
+            check_close(d[g, :rows], a_ref[g, :rows] @ b_ref[g].T, f'masked {kinds} group {g}')
+        assert d[g, rows:].isnan().all(), f'group {g}: rows past masked_m were written'
+
+
+@gpu
+@pytest.mark.parametrize('transposed', [False, True])
+def test_k_grouped_nt_form_scale_layouts(transposed):
+    """The nt form (each group's K-major [MN, K_g] block flattened, one after another) with the scales as upstream
+    2.6 gives them ([sum K blocks, MN]) or as NVIDIA's SM120 tests do (their transpose, `sf.T`)."""
+    m, n, ks = 256, 384, [256, 0, 384]
+    groups = len(ks)
+    c = torch.randn(groups, m, n, device='cuda') * 4
+    a_flat, b_flat, sfa_rows, sfb_rows, ref = [], [], [], [], []
+    for g, kg in enumerate(ks):
+        if kg == 0:
+            ref.append(c[g].double())
+            continue
+        a, sa, ar = quant_fp8(m, kg, 1, 128, seed=600 + g)
+        b, sb, br = quant_fp8(n, kg, 1, 128, seed=610 + g)
+        a_flat.append(a.flatten()), b_flat.append(b.flatten()), sfa_rows.append(sa.T), sfb_rows.append(sb.T)
+        ref.append(c[g].double() + ar @ br.T)
+    sfa, sfb = torch.cat(sfa_rows).contiguous(), torch.cat(sfb_rows).contiguous()      # [sum K blocks, MN]
+    if transposed:
+        sfa, sfb = sfa.T, sfb.T
+    d = c.clone()
+    ks_t = torch.tensor(ks, dtype=torch.int32, device='cuda')
+    deep_gemm.k_grouped_fp8_gemm_nt_contiguous((torch.cat(a_flat), sfa), (torch.cat(b_flat), sfb), d, ks, ks_t, d,
+                                               recipe=(1, 1, 128))
+    for g in range(groups):
+        check_close(d[g], ref[g], f'k-grouped nt group {g} (scales transposed={transposed})')
 
 
 def _poisoned_tail(t):

@@ -58,4 +58,4 @@ def test_plan_bad_arguments():
     with pytest.raises(ValueError, match='`kind` must be in'):
         deep_gemm._C._gemm_plan('sm_120a', 7, 1, 1, 1)
     with pytest.raises(ValueError, match='unsupported operand combination'):
-        deep_gemm._C._gemm_plan('sm_120a', 0, 1, 128, 128, type_a=1, type_b=0, gran_k_a=32, gran_k_b=128)
+        deep_gemm._C._gemm_plan('sm_120a', 0, 1, 128, 128, type_a=1, type_b=0, gran_k_a=128, gran_k_b=128)

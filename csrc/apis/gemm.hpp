@@ -109,16 +109,35 @@ inline int dtype_code(const char* fn, const char* arg, const torch::Tensor& t, b
     return 0;
 }
 
+// Whether packed FP4 `t` [G, X, Y] is MN-major: upstream's `transpose_packed_fp4(x).T`, [MN / 2, K] with the packed
+// MN pairs contiguous (K-major packed FP4 is [MN, K / 2] with K contiguous)
+inline bool is_mn_major_fp4(const torch::Tensor& t) {
+    return t.size(-1) > 1 and t.stride(-1) != 1 and (t.size(-2) <= 1 or t.stride(-2) == 1);
+}
+
+// MN-major packed FP4 [G, MN / 2, K] (two MN neighbours per byte, low nibble first) -> K-major [G, MN, K / 2] (two K
+// neighbours per byte): the values are unpacked, transposed and packed again (one copy, like an MN-major FP8 operand)
+inline torch::Tensor fp4_k_major_from_mn_major(const torch::Tensor& t) {
+    const int64_t groups = t.size(0), mn = 2 * t.size(1), k = t.size(2);
+    const auto bytes = t.transpose(1, 2).contiguous().view(torch::kUInt8);          // [G, K, MN / 2]
+    const auto values = torch::stack({torch::bitwise_and(bytes, 15), torch::bitwise_right_shift(bytes, 4)}, -1)
+                            .view({groups, k, mn}).transpose(1, 2).contiguous().view({groups, mn, k / 2, 2});
+    const auto packed = torch::bitwise_or(values.select(-1, 0), torch::bitwise_left_shift(values.select(-1, 1), 4));
+    return packed.contiguous().view(t.scalar_type());
+}
+
 // `t` [G, MN, K stored] as a K-major tensor whose rows start 16-byte aligned (a copy when it is MN-major, or when its
-// rows are not 16-byte aligned)
+// rows are not 16-byte aligned). Packed FP4 may come MN-major as [G, MN / 2, K] (`is_mn_major_fp4`).
 inline torch::Tensor k_major(const char* fn, const char* arg, const torch::Tensor& t, int type) {
     const bool k_major = t.size(-1) <= 1 or t.stride(-1) == 1;
     const bool mn_major = t.size(-2) <= 1 or t.stride(-2) == 1;
     DG_CHECK(k_major or mn_major, fn, ": `", arg, "` must be contiguous along K (K-major) or along M/N (MN-major); "
              "got strides ", t.strides().vec(), " for ", describe(t));
-    if (not k_major)
-        DG_CHECK(type != kGemmDtypeFp4, fn, ": `", arg, "`: MN-major packed FP4 operands are not supported (pass it "
-                 "K-major: [MN, K/2] with K contiguous); got strides ", t.strides().vec(), " for ", describe(t));
+    if (type == kGemmDtypeFp4 and is_mn_major_fp4(t)) {
+        DG_CHECK(t.size(-1) % 2 == 0, fn, ": `", arg, "`: MN-major packed FP4 [MN / 2, K] needs an even K; got ",
+                 describe(t));
+        return fp4_k_major_from_mn_major(t);
+    }
     torch::Tensor out = k_major ? t : t.contiguous();
     const int64_t elem = out.element_size();
     const bool aligned = reinterpret_cast<uintptr_t>(out.data_ptr()) % 16 == 0 and
@@ -176,8 +195,10 @@ inline Operand quant_operand(const char* fn, const char* arg, const char* sf_arg
     DG_CHECK(t.dim() == (groups > 1 or t.dim() == 3 ? 3 : 2), fn, ": `", arg, "` must be ", groups > 1 ? "3-D [G, MN, K]"
              : "2-D [MN, K]", "; got ", describe(t));
     auto v = t.dim() == 2 ? t.unsqueeze(0) : t;
+    const bool fp4_mn_major = op.type == kGemmDtypeFp4 and is_mn_major_fp4(v);
     op.data = k_major(fn, arg, v, op.type);
-    op.mn = v.size(1), op.k = op.type == kGemmDtypeFp4 ? 2 * v.size(2) : v.size(2);
+    op.mn = fp4_mn_major ? 2 * v.size(1) : v.size(1);
+    op.k = op.type == kGemmDtypeFp4 and not fp4_mn_major ? 2 * v.size(2) : v.size(2);
     attach_scales(fn, sf_arg, op, sf, gran, v.size(0), allow_block_mn);
     return op;
 }
@@ -414,7 +435,8 @@ inline void check_combo(const char* fn, const Operand& a, const Operand& b) {
     DG_CHECK(gemm_combo_allowed(a.type, b.type, bf16 ? 128 : a.gran_k, bf16 ? 128 : b.gran_k), fn,
              ": unsupported operand / scale combination: A ", a.type == kGemmDtypeFp4 ? "FP4" : "FP8", " with K blocks of ",
              a.gran_k, ", B ", b.type == kGemmDtypeFp4 ? "FP4" : "FP8", " with K blocks of ", b.gran_k,
-             "; supported: FP8 x FP8 (128/128, 32/32, 128/32), FP8 x FP4 (128/32, 32/32), FP4 x FP4 (32/32)");
+             "; supported: FP8 x FP8 (128/128, 32/32, 128/32), FP8 x FP4 (128/32, 32/32), FP4 x FP8 (32/128, 32/32), "
+             "FP4 x FP4 (32/32)");
 }
 
 // ------------------------------------------------------------------------------------------------- FP8 / FP4 GEMMs
@@ -675,14 +697,7 @@ inline void k_grouped(const char* fn, const py::object& a_obj, const py::object&
         const auto [gran_a, gran_b] = parse_recipes(fn, recipe, py::none(), py::none());
         DG_CHECK(gran_a.k == gran_b.k and gran_a.mn == 1 and gran_b.mn == 1, fn, ": k-grouped scales are per channel "
                  "with one K block for both operands: `recipe` must be (1, 1, 128) or (1, 1, 32)");
-        // Scales: [sum_g rows_g, MN] (K-block rows of each group stacked), read as [MN, rows]
-        const auto sf_view = [&](torch::Tensor sf, const char* arg, int64_t mn) {
-            chk.on_device(sf, arg, d.device());
-            DG_CHECK(sf.dim() == 2 and sf.size(1) == mn, fn, ": `", arg, "` must be [sum of the groups' K blocks, ",
-                     mn, "]; got ", describe(sf));
-            return sf;
-        };
-        sfa = sf_view(sfa, "a[1]", m), sfb = sf_view(sfb, "b[1]", n);
+        chk.on_device(sfa, "a[1]", d.device()), chk.on_device(sfb, "b[1]", d.device());
         const bool packed = sfa.scalar_type() == torch::kInt;
         DG_CHECK((sfb.scalar_type() == torch::kInt) == packed, fn, ": `a[1]` and `b[1]` must both be float32 or both "
                  "packed UE8M0 int32; got ", describe(sfa), " and ", describe(sfb));
@@ -691,6 +706,18 @@ inline void k_grouped(const char* fn, const py::object& a_obj, const py::object&
             const int64_t blocks = (k + gran_a.k - 1) / gran_a.k;
             rows += packed ? (blocks + 3) / 4 : blocks;
         }
+        // Scales: [sum_g rows_g, MN] (K-block rows of each group stacked, upstream 2.6), or its transpose [MN, sum_g
+        // rows_g] (NVIDIA's SM120 tests pass `sf.T`); square: the dimension with unit stride is MN, as both store it
+        const auto sf_view = [&](const torch::Tensor& sf, const char* arg, int64_t mn) {
+            DG_CHECK(sf.dim() == 2 and ((sf.size(0) == rows and sf.size(1) == mn) or
+                                        (sf.size(0) == mn and sf.size(1) == rows)), fn, ": `", arg,
+                     "` must be [sum of the groups' K blocks, ", mn, "] = [", rows, ", ", mn, "] (or its transpose [",
+                     mn, ", ", rows, "]); got ", describe(sf));
+            const bool transposed = sf.size(1) != mn or (rows == mn and sf.size(0) > 1 and sf.stride(0) == 1 and
+                                                         sf.stride(1) != 1);
+            return transposed ? sf.t() : sf;
+        };
+        sfa = sf_view(sfa, "a[1]", m), sfb = sf_view(sfb, "b[1]", n);
         const auto make = [&](const torch::Tensor& t, const torch::Tensor& sf, const char* arg, const char* sf_arg) {
             Operand op;
             op.type = dtype_code(fn, arg, t, false);
@@ -966,6 +993,22 @@ inline void cublaslt_gemm(const char* fn, const torch::Tensor& a, const torch::T
         DG_CHECK(c->sizes() == d.sizes(), fn, ": `c` must have the shape of `d`; got ", describe(*c));
     }
     const auto wide = [](const torch::Tensor& t) { return t.scalar_type() == torch::kFloat ? t : t.to(torch::kFloat); };
+    // FP8 x FP8: cuBLASLt's FP8 GEMM (torch's `_scaled_mm` with unit scales; FP32 accumulation, no fast accumulation),
+    // as upstream calls it; it needs K and N multiples of 16 (FP32 math on the widened inputs otherwise)
+    const bool fp8_in = a.scalar_type() == torch::kFloat8_e4m3fn and b.scalar_type() == torch::kFloat8_e4m3fn;
+    if (fp8_in and lhs.size(1) % 16 == 0 and rhs.size(1) % 16 == 0 and lhs.size(0) > 0 and rhs.size(1) > 0 and
+        lhs.size(1) > 0) {
+        const auto unit = torch::ones({}, torch::TensorOptions().dtype(torch::kFloat).device(a.device()));
+        const auto row_major = lhs.is_contiguous() ? lhs : lhs.contiguous();
+        const auto col_major = rhs.t().is_contiguous() ? rhs : rhs.t().contiguous().t();
+        const bool direct = d.scalar_type() == torch::kBFloat16 and not c.has_value();
+        auto out = at::_scaled_mm(row_major, col_major, unit, unit, std::nullopt, std::nullopt,
+                                  direct ? torch::kBFloat16 : torch::kFloat, false);
+        if (c.has_value())
+            out.add_(wide(*c));
+        d.copy_(out);
+        return;
+    }
     const bool bf16_in = a.scalar_type() == torch::kBFloat16 and b.scalar_type() == torch::kBFloat16;
     if (bf16_in and d.scalar_type() == torch::kBFloat16 and not c.has_value()) {
         d.copy_(torch::matmul(lhs, rhs));

@@ -199,7 +199,8 @@ inline void launch_gemm_with(const GemmConfig& config, const GemmTiling& tiling,
 namespace deep_gemm {
 
 // The operand / scale-granule combinations the GEMM APIs accept (apis/gemm.hpp checks them): FP8 x FP8 with 128 or
-// 32 K granules, FP8 x FP4 (MXFP4 experts) and FP4 x FP4 with 32-wide FP4 granules, and BF16
+// 32 K granules, FP8 x FP4 (MXFP4 experts), FP4 x FP8 (FP4 activations, FP8 weights) and FP4 x FP4 with 32-wide FP4
+// granules, and BF16
 struct GemmOperandCombo {
     int type_a, type_b, gran_k_a, gran_k_b;
 };
@@ -207,7 +208,8 @@ struct GemmOperandCombo {
 inline std::vector<GemmOperandCombo> gemm_operand_combos() {
     return {{kGemmDtypeFp8, kGemmDtypeFp8, 128, 128}, {kGemmDtypeFp8, kGemmDtypeFp8, 32, 32},
             {kGemmDtypeFp8, kGemmDtypeFp8, 128, 32}, {kGemmDtypeFp8, kGemmDtypeFp4, 128, 32},
-            {kGemmDtypeFp8, kGemmDtypeFp4, 32, 32}, {kGemmDtypeFp4, kGemmDtypeFp4, 32, 32},
+            {kGemmDtypeFp8, kGemmDtypeFp4, 32, 32}, {kGemmDtypeFp4, kGemmDtypeFp8, 32, 128},
+            {kGemmDtypeFp4, kGemmDtypeFp8, 32, 32}, {kGemmDtypeFp4, kGemmDtypeFp4, 32, 32},
             {kGemmDtypeBf16, kGemmDtypeBf16, 128, 128}};
 }
 
@@ -239,11 +241,13 @@ inline std::vector<KernelSpec> GemmConfig::enumerate(const ArchSpec& arch) {
         const bool bf16 = combo.type_a == kGemmDtypeBf16;
         const bool fp8_128 = combo.type_b == kGemmDtypeFp8 and combo.gran_k_a == 128 and combo.gran_k_b == 128;
         const bool expert = combo.type_a == kGemmDtypeFp8 and combo.type_b == kGemmDtypeFp4 and combo.gran_k_a == 128;
+        const bool fp4_a = combo.type_a == kGemmDtypeFp4 and combo.gran_k_b == (combo.type_b == kGemmDtypeFp4 ? 32 : 128);
         const int max_m = GemmHeuristics::max_block_m(combo.gran_k_a, combo.gran_k_b);
         for (int kind = kGemmKindNormal; kind <= kGemmKindKGrouped; ++ kind) {
-            // Grouped layouts serve FP8 x FP8 (128 granules), MXFP4 experts and BF16; k-grouped FP8 (128 or 32) and BF16
+            // Grouped layouts serve FP8 x FP8 (128 granules), MXFP4 experts, FP4 activations (x FP4 or x FP8 with 128
+            // granules) and BF16; k-grouped FP8 (128 or 32) and BF16
             const bool m_grouped = kind >= kGemmKindMContiguous and kind <= kGemmKindMMasked;
-            if (m_grouped and not (bf16 or fp8_128 or expert))
+            if (m_grouped and not (bf16 or fp8_128 or expert or fp4_a))
                 continue;
             if (kind == kGemmKindKGrouped and not (bf16 or (combo.type_a == kGemmDtypeFp8 and combo.type_b ==
                                                            kGemmDtypeFp8 and combo.gran_k_a == combo.gran_k_b)))

@@ -49,7 +49,6 @@ template <int kTypeA, int kTypeB, int kSfGranKA, int kSfGranKB, bool kHWScales>
 struct GemmOperandTraits {
     static constexpr bool kBf16 = kTypeA == kGemmBf16;
     static_assert(kBf16 == (kTypeB == kGemmBf16), "BF16 pairs with BF16 only");
-    static_assert(kTypeA != kGemmFp4 or kTypeB == kGemmFp4, "FP4 A pairs with FP4 B");
     static constexpr int kBlockK = kBf16 ? 64 : 128;
     static constexpr int kRowBytesA = kTypeA == kGemmFp4 ? 64 : 128;
     static constexpr int kRowBytesB = kTypeB == kGemmFp4 ? 64 : 128;
