@@ -79,7 +79,9 @@ def test_cublaslt_fp32_precision():
 @pytest.mark.parametrize('out,with_c', [(torch.bfloat16, False), (torch.float, False), (torch.float, True)])
 def test_cublaslt_fp8(fn, out, with_c):
     """FP8 inputs (upstream's test_fp8_fp4 times `cublaslt_gemm_nt(a[0], b[0], d, c=c)`): cuBLASLt's FP8 GEMM, one
-    kernel, against float64 math on the FP8 values; K = 100 (not a multiple of 16) takes the widened FP32 route."""
+    kernel, against float64 math on the FP8 values; K = 100 (not a multiple of 16) takes the widened FP32 route.
+    The tolerance is cuBLAS's, not ours: its FP8 tensor-core sums keep fewer bits than FP32 (on the H200, 2026-12-03,
+    up to 1.4e-4 of max|ref| with FP32 outputs at K = 7168), so 2e-3 of max|ref|; a wrong layout is off by O(1)."""
     for m, n, k in ((128, 2112, 7168), (7, 256, 100)):
         a = (torch.randn(m, k, device='cuda') * 4).to(torch.float8_e4m3fn)
         b = (torch.randn(n, k, device='cuda') * 4).to(torch.float8_e4m3fn)
@@ -88,7 +90,7 @@ def test_cublaslt_fp8(fn, out, with_c):
         ref = a.double() @ b.double().T + (c.double() if with_c else 0)
         a_arg, b_arg = (a.T.contiguous(), b.T.contiguous()) if fn.endswith('tn') else (a, b)
         getattr(deep_gemm, fn)(a_arg, b_arg, d, c=c)
-        check_close(d, ref, f'{fn} fp8 m={m} k={k} out={out}')
+        check_close(d, ref, f'{fn} fp8 m={m} k={k} out={out}', rel=2e-3)
 
 
 @gpu
