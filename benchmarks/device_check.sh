@@ -13,7 +13,8 @@
 #   '|'-separated list of lanes, each 'pytest <pytest args>' (our GPU tests) or '<suite> <file.py::function> ...'
 #   (upstream's files); each lane gets DG_CHECK_LANES_S. Lanes share the GPU, so the timings they print are not
 #   measurements (time-slicing between processes inflates them); use them for pass/fail only.
-# Optional: NCU=1 adds the paged kernel's DRAM byte count.
+# Optional: NCU=1 adds the paged kernel's DRAM byte count; NCU_GEMM=1 profiles the FP8 GEMM's decode and prefill
+# shapes (benchmarks/ncu_gemm.py: time, SM imbalance, stall reasons, DRAM and L2 bytes per launch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/device_out}"; mkdir -p "$OUT"
@@ -92,4 +93,16 @@ if [ "${NCU:-0}" = "1" ] && command -v ncu >/dev/null; then
     ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum \
         -k regex:sm120_fp8_paged_mqa_logits python3 benchmarks/ncu_paged.py > "$OUT/ncu_paged.log" 2>&1
     grep -E "ideal|dram__bytes|gpu__time|==ERR" "$OUT/ncu_paged.log" | tail -12
+fi
+if [ "${NCU_GEMM:-0}" = "1" ] && command -v ncu >/dev/null; then
+    stalls=""
+    for r in barrier long_scoreboard short_scoreboard math_pipe_throttle wait mio_throttle; do
+        stalls+=",smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+    done
+    DG_PRINT_CONFIGS=1 ncu --clock-control none -k regex:sm120_fp8_gemm --metrics "gpu__time_duration.sum,\
+launch__grid_size,sm__cycles_active.avg,sm__cycles_active.max,dram__bytes_read.sum,lts__t_bytes.sum$stalls" \
+        python3 benchmarks/ncu_gemm.py --calls 1 > "$OUT/ncu_gemm.log" 2>&1
+    grep -E "deep_gemm:|M=|gpu__time|grid_size|cycles_active|dram__bytes|lts__t_bytes|stalled|==ERR" \
+        "$OUT/ncu_gemm.log" | head -300 > "$OUT/ncu_gemm_summary.txt"
+    echo "ncu gemm: $(grep -c gpu__time "$OUT/ncu_gemm.log") launches profiled ($OUT/ncu_gemm_summary.txt)"
 fi
