@@ -99,10 +99,11 @@ if [ "${NCU_GEMM:-0}" = "1" ] && command -v ncu >/dev/null; then
     for r in barrier long_scoreboard short_scoreboard math_pipe_throttle wait mio_throttle; do
         stalls+=",smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
     done
-    DG_PRINT_CONFIGS=1 ncu --clock-control none -k regex:sm120_fp8_gemm --metrics "gpu__time_duration.sum,\
-launch__grid_size,sm__cycles_active.avg,sm__cycles_active.max,dram__bytes_read.sum,lts__t_bytes.sum$stalls" \
-        python3 benchmarks/ncu_gemm.py --calls 1 > "$OUT/ncu_gemm.log" 2>&1
-    grep -E "deep_gemm:|M=|gpu__time|grid_size|cycles_active|dram__bytes|lts__t_bytes|stalled|==ERR" \
+    DG_PRINT_CONFIGS=1 ncu --clock-control none -k regex:"sm120_(fp8|bf16)_gemm" --metrics "gpu__time_duration.sum,\
+launch__grid_size,sm__cycles_active.avg,sm__cycles_active.max,dram__bytes_read.sum,lts__t_bytes.sum,\
+lts__throughput.avg.pct_of_peak_sustained_elapsed$stalls" \
+        python3 benchmarks/ncu_gemm.py --calls 1 --bf16 > "$OUT/ncu_gemm.log" 2>&1
+    grep -E "deep_gemm:|M=|gpu__time|grid_size|cycles_active|dram__bytes|lts__|stalled|==ERR" \
         "$OUT/ncu_gemm.log" | head -300 > "$OUT/ncu_gemm_summary.txt"
     echo "ncu gemm: $(grep -c gpu__time "$OUT/ncu_gemm.log") launches profiled ($OUT/ncu_gemm_summary.txt)"
 fi

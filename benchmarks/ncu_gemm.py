@@ -37,7 +37,16 @@ def main(argv=None):
     p.add_argument('--shape', choices=sorted(SHAPES), action='append', help='default: every shape')
     p.add_argument('--m', type=int, action='append', help='rows of A (default: 1, 16, 64, 128, 4096)')
     p.add_argument('--calls', type=int, default=3, help='warm calls per shape (profile the last)')
+    p.add_argument('--bf16', action='store_true', help='also bf16_gemm_nt 4096^3 (L2 throughput: its 128 x 128 tiles '
+                   'need 64 FLOP per L2 byte, i.e. ~8.4 TB/s at the H200 BF16 ceiling)')
     args = p.parse_args(argv)
+    if args.bf16:
+        a = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16)
+        d = torch.empty(4096, 4096, device='cuda', dtype=torch.bfloat16)
+        for _ in range(args.calls):
+            deep_gemm.bf16_gemm_nt(a, a, d)
+        torch.cuda.synchronize()
+        print(f'bf16: M=N=K=4096: {args.calls} calls', flush=True)
     for name in args.shape or sorted(SHAPES):
         n, k = SHAPES[name]
         for m in args.m or (1, 16, 64, 128, 4096):
