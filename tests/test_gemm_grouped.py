@@ -318,7 +318,8 @@ def test_bf16_grouped():
         assert d3[g, rows:].isnan().all()
 
 
-@pytest.mark.parametrize('case', ['layout_shape', 'layout_dtype', 'groups_mismatch', 'masked_shape', 'ks_len'])
+@pytest.mark.parametrize('case', ['layout_shape', 'layout_dtype', 'groups_mismatch', 'masked_shape', 'ks_len',
+                                  'ks_scale_shape', 'fp4_granule'])
 def test_grouped_bad_arguments(case):
     if deep_gemm._C is None:
         pytest.skip('deep_gemm._C is not built')
@@ -353,3 +354,18 @@ def test_grouped_bad_arguments(case):
                 (torch.zeros(256, 64, device='cuda', dtype=torch.float8_e4m3fn), torch.ones(2, 64, device='cuda')),
                 torch.zeros(2, 64, 64, device='cuda'), [256], torch.tensor([256, 0], dtype=torch.int32,
                                                                            device='cuda'))
+    elif case == 'ks_scale_shape':
+        # 2 K blocks for ks = [256, 0]: [2, 64] or its transpose [64, 2]; [3, 64] is neither
+        with pytest.raises(ValueError, match=r'`a\[1\]` must be \[sum of the groups\' K blocks, 64\] = \[2, 64\] '
+                                             r'\(or its transpose \[64, 2\]\); got'):
+            deep_gemm.k_grouped_fp8_gemm_tn_contiguous(
+                (torch.zeros(256, 64, device='cuda', dtype=torch.float8_e4m3fn), torch.ones(3, 64, device='cuda')),
+                (torch.zeros(256, 64, device='cuda', dtype=torch.float8_e4m3fn), torch.ones(2, 64, device='cuda')),
+                torch.zeros(2, 64, 64, device='cuda'), [256, 0], torch.tensor([256, 0], dtype=torch.int32,
+                                                                              device='cuda'))
+    elif case == 'fp4_granule':
+        # FP4 activations x FP8 weights need 32-wide FP4 scale blocks
+        a4 = (torch.zeros(m, k // 2, device='cuda', dtype=torch.int8), torch.ones(m, k // 128, device='cuda'))
+        with pytest.raises(ValueError, match=r'unsupported operand / scale combination: A FP4 with K blocks of 128, '
+                                             r'B FP8 with K blocks of 128; supported: .*FP4 x FP8 \(32/128, 32/32\)'):
+            deep_gemm.m_grouped_fp8_fp4_gemm_nt_contiguous(a4, b, d, layout, recipe_a=(1, 128), recipe_b=(128, 128))
