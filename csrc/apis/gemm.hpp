@@ -972,6 +972,35 @@ inline void fp8_einsum(const std::string& expr, const py::object& a_obj, const p
 
 // ------------------------------------------------------------------------------------------------- cuBLASLt
 
+// torch's `_scaled_mm` (cuBLASLt's FP8 GEMM) with unit tensorwise scales and no fast accumulation. Its schema changed
+// across the torch versions we support (2.4: optional scales after `bias`, two outputs; 2.5 and later: the scales
+// first, one output), so it is called boxed, its arguments filled by name
+inline torch::Tensor scaled_mm_unit_scales(const torch::Tensor& a, const torch::Tensor& b, at::ScalarType out_dtype) {
+    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("aten::_scaled_mm", "");
+    const auto unit = torch::ones({}, torch::TensorOptions().dtype(torch::kFloat).device(a.device()));
+    std::vector<c10::IValue> stack;
+    for (const auto& arg: op.schema().arguments()) {
+        const auto& name = arg.name();
+        if (name == "self")
+            stack.emplace_back(a);
+        else if (name == "mat2")
+            stack.emplace_back(b);
+        else if (name == "scale_a" or name == "scale_b")
+            stack.emplace_back(unit);
+        else if (name == "out_dtype")
+            stack.emplace_back(out_dtype);
+        else if (name == "use_fast_accum")
+            stack.emplace_back(false);
+        else if (arg.default_value().has_value())
+            stack.emplace_back(*arg.default_value());
+        else
+            DG_RUNTIME_CHECK(false, "deep_gemm: torch's _scaled_mm has an argument `", name, "` this build does not "
+                             "know (no default value)");
+    }
+    op.callBoxed(&stack);
+    return stack.at(0).toTensor();
+}
+
 // cuBLAS through torch: FP32 math (inputs widened exactly) when `d` is FP32, so results keep FP32 precision;
 // D = A · Bᵀ (+ C) in the nt/nn/tn/tt layouts of the other GEMMs
 inline void cublaslt_gemm(const char* fn, const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& d,
@@ -998,12 +1027,10 @@ inline void cublaslt_gemm(const char* fn, const torch::Tensor& a, const torch::T
     const bool fp8_in = a.scalar_type() == torch::kFloat8_e4m3fn and b.scalar_type() == torch::kFloat8_e4m3fn;
     if (fp8_in and lhs.size(1) % 16 == 0 and rhs.size(1) % 16 == 0 and lhs.size(0) > 0 and rhs.size(1) > 0 and
         lhs.size(1) > 0) {
-        const auto unit = torch::ones({}, torch::TensorOptions().dtype(torch::kFloat).device(a.device()));
         const auto row_major = lhs.is_contiguous() ? lhs : lhs.contiguous();
         const auto col_major = rhs.t().is_contiguous() ? rhs : rhs.t().contiguous().t();
         const bool direct = d.scalar_type() == torch::kBFloat16 and not c.has_value();
-        auto out = at::_scaled_mm(row_major, col_major, unit, unit, std::nullopt, std::nullopt,
-                                  direct ? torch::kBFloat16 : torch::kFloat, false);
+        auto out = scaled_mm_unit_scales(row_major, col_major, direct ? torch::kBFloat16 : torch::kFloat);
         if (c.has_value())
             out.add_(wide(*c));
         d.copy_(out);
