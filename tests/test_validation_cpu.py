@@ -40,3 +40,27 @@ def test_cublaslt_rejects_cpu_tensors(fn):
     with pytest.raises(ValueError, match=rf'{fn}: `a` must be a CUDA tensor; got a cpu tensor of dtype '
                                          r'torch.bfloat16 and shape \[64, 32\]'):
         getattr(deep_gemm, fn)(a, b, d)
+
+
+@pytest.mark.parametrize('fp32_out', [False, True])
+def test_cublaslt_fp8_boxed_scaled_mm(fp32_out):
+    """cublaslt_gemm_* run FP8 inputs through torch's `_scaled_mm`, called boxed with its arguments filled by name
+    (the schema differs between torch 2.4 and 2.5+). The same call on the CPU, where torch has a kernel for it,
+    checks the argument filling and the output taken from the stack on whichever torch is installed."""
+    g = torch.Generator().manual_seed(0)
+    a = (torch.randn(32, 64, generator=g) * 2).to(torch.float8_e4m3fn)
+    b = (torch.randn(48, 64, generator=g) * 2).to(torch.float8_e4m3fn)
+    want = torch.float32 if fp32_out else torch.bfloat16
+    # Every torch has the meta kernel: the arguments are filled and the output taken right (dtype, shape)
+    meta = deep_gemm._C._scaled_mm_unit_scales(a.to('meta'), b.to('meta').t(), fp32_out)
+    assert meta.dtype == want and meta.shape == (32, 48), f'meta: {meta.dtype} {tuple(meta.shape)}'
+    try:
+        out = deep_gemm._C._scaled_mm_unit_scales(a, b.t(), fp32_out)
+    except NotImplementedError as e:
+        pytest.skip(f'dtype and shape checked on the meta device; this torch ({torch.__version__}) has no CPU kernel '
+                    f'for _scaled_mm to check values: {str(e).splitlines()[0][:80]}')
+    ref = a.double() @ b.double().t()
+    assert out.dtype == (torch.float32 if fp32_out else torch.bfloat16) and out.shape == (32, 48)
+    # FP32: the CPU kernel's summation order (1e-6 of max|ref|); BF16: one rounding of the result
+    tol = 1e-6 * ref.abs().max() if fp32_out else 2 ** -8 * ref.abs() + 1e-6 * ref.abs().max()
+    assert ((out.double() - ref).abs() <= tol).all(), 'unit-scale _scaled_mm differs from the FP8 product'

@@ -1063,6 +1063,12 @@ inline void register_einsum_apis(py::module_& m) {
           py::arg("use_cublaslt") = false);
     m.def("fp8_einsum", &fp8_einsum, py::arg("expr"), py::arg("a"), py::arg("b"), py::arg("d"), py::arg("c") = py::none(),
           py::arg("recipe") = py::make_tuple(1, 128, 128));
+    // Test-only: the boxed `_scaled_mm` call on any device torch has a kernel for (tests/test_validation_cpu.py runs
+    // it on the CPU, so every torch version's schema is exercised without a GPU); `b` is [K, N] column-major
+    m.def("_scaled_mm_unit_scales", [](const torch::Tensor& a, const torch::Tensor& b, bool fp32_out) {
+              return scaled_mm_unit_scales(a, b, fp32_out ? torch::kFloat : torch::kBFloat16);
+          },
+          py::arg("a"), py::arg("b"), py::arg("fp32_out"));
     for (const auto& [fn, ta, tb]: {std::tuple{"cublaslt_gemm_nt", false, false},
                                     std::tuple{"cublaslt_gemm_nn", false, true},
                                     std::tuple{"cublaslt_gemm_tn", true, true},
