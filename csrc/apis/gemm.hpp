@@ -718,19 +718,18 @@ inline void k_grouped(const char* fn, const py::object& a_obj, const py::object&
             return transposed ? sf.t() : sf;
         };
         sfa = sf_view(sfa, "a[1]", m), sfb = sf_view(sfb, "b[1]", n);
-        const auto make = [&](const torch::Tensor& t, const torch::Tensor& sf, const char* arg, const char* sf_arg) {
+        // (`sf` is [rows, MN] here: sf_view checked it)
+        const auto make = [&](const torch::Tensor& t, const torch::Tensor& sf, const char* arg) {
             Operand op;
             op.type = dtype_code(fn, arg, t, false);
             DG_CHECK(op.type == kGemmDtypeFp8, fn, ": `", arg, "` must be torch.float8_e4m3fn; got ", describe(t));
             op.data = k_major(fn, arg, t.unsqueeze(0), op.type);
             op.mn = t.size(0), op.k = total_k;
-            DG_CHECK(sf.size(0) == rows, fn, ": `", sf_arg, "` must have ", rows, " rows (the groups' ",
-                     packed ? "packed " : "", "K blocks of ", gran_a.k, "); got ", describe(sf));
             op.sf = sf.t().unsqueeze(0), op.sf_type = packed ? kGemmSfUE8M0 : kGemmSfFloat;
             op.gran_mn = 1, op.gran_k = gran_a.k;
             return op;
         };
-        call.a = make(a_t, sfa, "a[0]", "a[1]"), call.b = make(b_t, sfb, "b[0]", "b[1]");
+        call.a = make(a_t, sfa, "a[0]"), call.b = make(b_t, sfb, "b[0]");
         check_combo(fn, call.a, call.b);
     }
     if (m == 0 or n == 0)
@@ -974,30 +973,41 @@ inline void fp8_einsum(const std::string& expr, const py::object& a_obj, const p
 
 // torch's `_scaled_mm` (cuBLASLt's FP8 GEMM) with unit tensorwise scales and no fast accumulation. Its schema changed
 // across the torch versions we support (2.4: optional scales after `bias`, two outputs; 2.5 and later: the scales
-// first, one output), so it is called boxed, its arguments filled by name
+// first, one output), so it is called boxed: each argument's role is read from the schema once, by name
 inline torch::Tensor scaled_mm_unit_scales(const torch::Tensor& a, const torch::Tensor& b, at::ScalarType out_dtype) {
-    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("aten::_scaled_mm", "");
+    enum class Role { kA, kB, kScale, kOutDtype, kFastAccum, kDefault };
+    struct Schema {
+        c10::OperatorHandle op;
+        std::vector<std::pair<Role, c10::IValue>> args;     // the role, and the default value of kDefault ones
+    };
+    static const Schema schema = [] {
+        Schema s{c10::Dispatcher::singleton().findSchemaOrThrow("aten::_scaled_mm", ""), {}};
+        for (const auto& arg: s.op.schema().arguments()) {
+            const auto& name = arg.name();
+            const Role role = name == "self" ? Role::kA : name == "mat2" ? Role::kB :
+                              name == "scale_a" or name == "scale_b" ? Role::kScale :
+                              name == "out_dtype" ? Role::kOutDtype : name == "use_fast_accum" ? Role::kFastAccum :
+                              Role::kDefault;
+            DG_RUNTIME_CHECK(role != Role::kDefault or arg.default_value().has_value(), "deep_gemm: torch's _scaled_mm "
+                             "has an argument `", name, "` this build does not know (no default value)");
+            s.args.emplace_back(role, role == Role::kDefault ? *arg.default_value() : c10::IValue());
+        }
+        return s;
+    }();
     const auto unit = torch::ones({}, torch::TensorOptions().dtype(torch::kFloat).device(a.device()));
     std::vector<c10::IValue> stack;
-    for (const auto& arg: op.schema().arguments()) {
-        const auto& name = arg.name();
-        if (name == "self")
-            stack.emplace_back(a);
-        else if (name == "mat2")
-            stack.emplace_back(b);
-        else if (name == "scale_a" or name == "scale_b")
-            stack.emplace_back(unit);
-        else if (name == "out_dtype")
-            stack.emplace_back(out_dtype);
-        else if (name == "use_fast_accum")
-            stack.emplace_back(false);
-        else if (arg.default_value().has_value())
-            stack.emplace_back(*arg.default_value());
-        else
-            DG_RUNTIME_CHECK(false, "deep_gemm: torch's _scaled_mm has an argument `", name, "` this build does not "
-                             "know (no default value)");
+    stack.reserve(schema.args.size());
+    for (const auto& [role, value]: schema.args) {
+        switch (role) {
+            case Role::kA: stack.emplace_back(a); break;
+            case Role::kB: stack.emplace_back(b); break;
+            case Role::kScale: stack.emplace_back(unit); break;
+            case Role::kOutDtype: stack.emplace_back(out_dtype); break;
+            case Role::kFastAccum: stack.emplace_back(false); break;
+            case Role::kDefault: stack.emplace_back(value); break;
+        }
     }
-    op.callBoxed(&stack);
+    schema.op.callBoxed(&stack);
     return stack.at(0).toTensor();
 }
 
