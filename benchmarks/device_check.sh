@@ -106,4 +106,8 @@ lts__throughput.avg.pct_of_peak_sustained_elapsed$stalls" \
     grep -E "deep_gemm:|M=|gpu__time|grid_size|cycles_active|dram__bytes|lts__|stalled|==ERR" \
         "$OUT/ncu_gemm.log" | head -300 > "$OUT/ncu_gemm_summary.txt"
     echo "ncu gemm: $(grep -c gpu__time "$OUT/ncu_gemm.log") launches profiled ($OUT/ncu_gemm_summary.txt)"
+    # The BF16 4096^3 launch with every section (memory chart: L2 and shared-memory throughput, bank conflicts, pipes)
+    ncu --clock-control none --set full -k regex:sm120_bf16_gemm --launch-count 1 \
+        python3 benchmarks/ncu_gemm.py --calls 1 --bf16 --shape wqkv_a --m 1 > "$OUT/ncu_bf16_full.log" 2>&1
+    echo "ncu bf16 (full set): $(grep -c "Section:" "$OUT/ncu_bf16_full.log") sections ($OUT/ncu_bf16_full.log)"
 fi

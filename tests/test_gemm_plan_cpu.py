@@ -32,6 +32,7 @@ def test_plans_fit_shared_memory(combo):
                                         gran_k_a=ga, gran_k_b=gb)
             assert p['smem_bytes'] <= SMEM, p
             assert 2 <= p['num_stages'] <= 8, p
+            assert p['block_k'] == (64 if ta == 2 else 128), p
             if ga == 32 or gb == 32:
                 assert p['block_m'] <= 64, p
 

@@ -1165,7 +1165,8 @@ inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_
     c.num_stages = t.num_stages, c.kind = kind, c.type_a = type_a, c.type_b = type_b;
     c.sf_gran_k_a = gran_k_a, c.sf_gran_k_b = gran_k_b;
     py::dict out;
-    out["block_m"] = t.block_m, out["block_n"] = t.block_n, out["warps"] = t.warps_m * t.warps_n;
+    out["block_m"] = t.block_m, out["block_n"] = t.block_n, out["block_k"] = GemmHeuristics::block_k(type_a);
+    out["warps"] = t.warps_m * t.warps_n;
     out["num_stages"] = t.num_stages, out["num_splits"] = t.num_splits, out["grid"] = t.grid;
     out["smem_bytes"] = c.smem_bytes(), out["key"] = c.key(), out["num_sms"] = arch.num_sms;
     out["description"] = c.describe();

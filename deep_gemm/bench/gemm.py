@@ -154,6 +154,6 @@ def run(ceilings, ms=(1, 16, 64, 128, 512, 4096), shapes=None) -> list:
         rows.append(_einsum_row(bsz))
     for active, tokens in ((8, 1), (32, 2), (32, 8), (8, 32)):
         rows.append(_masked_row(256, active, tokens, 4096, 4096))
-    for m, n, k in ((16, 4096, 4096), (4096, 4096, 4096)):
+    for m, n, k in ((16, 4096, 4096), (4096, 4096, 4096), (4096, 2112, 7168), (4096, 7168, 4096)):
         rows.append(_bf16_row(m, n, k))
     return rows

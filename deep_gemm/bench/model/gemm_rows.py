@@ -44,7 +44,7 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
     desc = (rf'^{kind} {combo} {plan["block_m"]}x{plan["block_n"]} warps=\d+x\d+ stages={plan["num_stages"]}'
             + re.escape(sf) + form + '$')
     kernel, spec = t.kernel('bf16_gemm' if bf16 else 'fp8_gemm', desc)
-    block_k = 64 if bf16 else 128
+    block_k = plan['block_k']
     cta = [kb for kb, _ in cta_work(m, n, k, plan, groups=groups, block_k=block_k)]
     grid = plan['grid']
     a_elem, b_elem = (2, 2) if bf16 else (1, 0.5 if fp4_b else 1)
