@@ -33,14 +33,16 @@ DG_DEVICE void store_pair(T* ptr, const float lo, const float hi) {
         *reinterpret_cast<float2*>(ptr) = make_float2(lo, hi);
 }
 
-// Rows `row0 + ...` for which `row_ok(row)` holds and columns below `n` (even) are written; `col_of(col)` maps a
-// logical output column to its column in D (identity, or skip_head_mid's gaps). `c` (the type of D, or null) may
-// alias `d`.
-template <int kTM, int kTN, typename OutT, typename RowOk, typename ColOf>
+// Rows `row0 + ...` for which `row_ok(row)` holds are written, in the columns `cols[j]` of D (this lane's pair in n8
+// tile j, already mapped by the caller: identity or skip_head_mid's gaps; -1 for a pair past N). The caller maps the
+// kTN columns once per tile: mapped per element inside this fully unrolled loop, the mapping's integer divisions were
+// half of the GEMM kernel's code (5000 of 10000 SASS instructions at 128 x 128; docs/PERF.md, the per-launch cost).
+// `c` (the type of D, or null) may alias `d`.
+template <int kTM, int kTN, typename OutT, typename RowOk>
 DG_DEVICE void store_fragments(const float (&acc)[kTM][kTN][4], OutT* d, const int64_t ldd, const OutT* c,
-                               const int64_t ldc, const int row0, const int col0, const int n, const RowOk& row_ok,
-                               const ColOf& col_of, const int lane) {
-    const int g = lane >> 2, t = lane & 3;
+                               const int64_t ldc, const int row0, const int (&cols)[kTN], const RowOk& row_ok,
+                               const int lane) {
+    const int g = lane >> 2;
     #pragma unroll
     for (int i = 0; i < kTM; ++ i) {
         #pragma unroll
@@ -50,15 +52,14 @@ DG_DEVICE void store_fragments(const float (&acc)[kTM][kTN][4], OutT* d, const i
                 continue;
             #pragma unroll
             for (int j = 0; j < kTN; ++ j) {
-                const int col = col0 + j * 8 + 2 * t;
-                if (col >= n)
+                if (cols[j] < 0)
                     continue;
                 float lo = acc[i][j][2 * h], hi = acc[i][j][2 * h + 1];
                 if (c != nullptr) {
-                    const float2 cv = load_pair(c + row * ldc + col_of(col));
+                    const float2 cv = load_pair(c + row * ldc + cols[j]);
                     lo += cv.x, hi += cv.y;
                 }
-                store_pair(d + row * ldd + col_of(col), lo, hi);
+                store_pair(d + row * ldd + cols[j], lo, hi);
             }
         }
     }

@@ -354,24 +354,30 @@ DG_DEVICE void sm120_gemm_impl(const GemmParams& p) {
                             acc[i][j][h * 2] = acc[i][j][h * 2 + 1] = 0.0f;
                 }
         }
+        // This lane's column pair in each n8 tile, as a column of D (-1 past N); skip_head_mid maps logical column
+        // `col` past its heads' gaps (one division per column, once per tile)
         const bool skip_head = (p.flags & kGemmSkipHeadMid) != 0;
-        const auto col_of = [&](const int col) {
-            if (not skip_head)
-                return col;
-            const int width = p.skip_head_left + p.skip_head_right, head = col / width, w = col % width;
-            return head * (width + p.skip_head_mid) + (w < p.skip_head_left ? w : w + p.skip_head_mid);
-        };
+        int cols[kTN];
+        #pragma unroll
+        for (int j = 0; j < kTN; ++ j) {
+            const int col = u.n0 + wn0 + j * 8 + 2 * t;
+            cols[j] = col < p.n ? col : -1;
+            if (skip_head and col < p.n) {
+                const int width = p.skip_head_left + p.skip_head_right, head = col / width, w = col % width;
+                cols[j] = head * (width + p.skip_head_mid) + (w < p.skip_head_left ? w : w + p.skip_head_mid);
+            }
+        }
         const bool with_c = (p.flags & kGemmWithC) != 0;
         if (p.flags & kGemmOutBF16) {
             auto* d = static_cast<bf16_t*>(p.d) + u.g * p.d_stride_g;
             const auto* c = static_cast<const bf16_t*>(p.c) + (with_c ? u.g * p.c_stride_g : 0);
-            store_fragments<kTM, kTN>(acc, d, p.d_stride_m, with_c ? c : nullptr, p.c_stride_m, u.m0 + wm0,
-                                      u.n0 + wn0, p.n, row_ok, col_of, lane);
+            store_fragments<kTM, kTN>(acc, d, p.d_stride_m, with_c ? c : nullptr, p.c_stride_m, u.m0 + wm0, cols,
+                                      row_ok, lane);
         } else {
             auto* d = static_cast<float*>(p.d) + u.g * p.d_stride_g;
             const auto* c = static_cast<const float*>(p.c) + (with_c ? u.g * p.c_stride_g : 0);
-            store_fragments<kTM, kTN>(acc, d, p.d_stride_m, with_c ? c : nullptr, p.c_stride_m, u.m0 + wm0,
-                                      u.n0 + wn0, p.n, row_ok, col_of, lane);
+            store_fragments<kTM, kTN>(acc, d, p.d_stride_m, with_c ? c : nullptr, p.c_stride_m, u.m0 + wm0, cols,
+                                      row_ok, lane);
         }
     };
 
