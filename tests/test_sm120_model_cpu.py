@@ -105,6 +105,42 @@ __device__ void t_branch(const unsigned* __restrict__ in, float* out, int n, uns
             out[(j * 4 + k) * 128 + t] = d[j][k];
 }
 
+
+// A persistent kernel's merged loop: each iteration as t_mma's (1 LDSM.x4, 4 LDS.64, 4 MMAs, 1 BAR); every 8th (a
+// unit's last, warp-uniform) also reads the next unit from global memory (1 LDG) and stores its 16 accumulators
+// (16 STG)
+template <int kKind>
+__device__ void t_units(const unsigned* __restrict__ in, float* out, int n, unsigned sf) {
+    __shared__ __align__(16) unsigned smem[4096];
+    const int t = threadIdx.x;
+    for (int i = t; i < 4096; i += 128) smem[i] = in[i];
+    __syncthreads();
+    float d[4][4] = {};
+    unsigned a[4], b[4][2];
+    int unit = blockIdx.x;
+    #pragma unroll 1
+    for (int it = 0; it < n; ++it) {
+        const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem + ((it * 64 + t * 4) & 2047)));
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr));
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(addr + 8192 + j * 1024));
+        #pragma unroll
+        for (int j = 0; j < 4; ++j)
+            mma<kKind>(d[j], a, b[j], sf);
+        __syncthreads();
+        if ((it & 7) == 7) {
+            #pragma unroll
+            for (int j = 0; j < 4; ++j)
+                #pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    out[(static_cast<long>(unit) * 16 + j * 4 + k) * 128 + t] = d[j][k], d[j][k] = 0.0f;
+            unit = static_cast<int>(__ldg(in + 4096 + unit));
+        }
+    }
+}
+
 #define KINDS(X) X(0) X(3) X(4)
 #ifdef SM120
 #define KINDS120(X) X(1) X(2)
@@ -115,7 +151,9 @@ __device__ void t_branch(const unsigned* __restrict__ in, float* out, int n, uns
     extern "C" __global__ void __launch_bounds__(128, 1) t_mma_##K(const unsigned* in, float* out, int n, unsigned sf) \
     { t_mma<K>(in, out, n, sf); } \
     extern "C" __global__ void __launch_bounds__(128, 1) t_branch_##K(const unsigned* in, float* out, int n, unsigned sf) \
-    { t_branch<K>(in, out, n, sf); }
+    { t_branch<K>(in, out, n, sf); } \
+    extern "C" __global__ void __launch_bounds__(128, 1) t_units_##K(const unsigned* in, float* out, int n, unsigned sf) \
+    { t_units<K>(in, out, n, sf); }
 KINDS(WRAP)
 KINDS120(WRAP)
 
@@ -243,6 +281,37 @@ def test_branch_takes_the_heavier_side(cubins, target, kind, expect):
     loop = k.hot_loop('mma')
     assert loop.tensor == expect, f'{target} t_branch_{kind}:\n{k.report()}'
     assert loop.counts.get('global_store') == 1 and loop.counts.get('global_load') == 4, k.report()
+
+
+@needs_tools
+@pytest.mark.parametrize('target,kind', [('sm_120a', 1), ('sm_90a', 0), ('sm_90a', 3)])
+def test_per_unit_view_of_a_merged_loop(cubins, target, kind):
+    # One loop holds the k-block iteration and, every 8th iteration, the unit's end (a scheduler LDG, 16 STGs):
+    # the persistent kernel's view runs the steady iteration and charges the end once per unit
+    k = sass.analyse_cubin(cubins[target], f't_units_{kind}')
+    loop = k.hot_loop('mma')
+    where = f'{target} t_units_{kind}:\n{k.report()}'
+    view = loop.per_unit()
+    assert view is not loop, where
+    assert view.tensor == MMA_EXPECT[(target, kind)], where
+    assert not view.counts.get('global_store') and not view.counts.get('global_load'), where
+    assert view.counts['smem_load'] == 5, where
+    unit_ops = {}
+    for i in view.unit_path:
+        unit_ops[k.instrs[i].klass] = unit_ops.get(k.instrs[i].klass, 0) + 1
+    assert unit_ops.get('global_store') == 16 and unit_ops.get('global_load') == 1, (unit_ops, where)
+    assert view.unit_extra_instructions >= 17 and view.unit_extra_cycles > 0, where
+    # The plain view is unchanged by it (the model's other kernels use it)
+    assert loop.tensor == view.tensor
+
+
+@needs_tools
+@pytest.mark.parametrize('target,kind', [('sm_120a', 1), ('sm_90a', 0)])
+def test_per_unit_view_absent_without_unit_ends(cubins, target, kind):
+    # t_mma has no branch; t_branch's store sits on the side with the MMA work, which the signature picks first
+    for name in (f't_mma_{kind}', f't_branch_{kind}'):
+        loop = sass.analyse_cubin(cubins[target], name).hot_loop('mma')
+        assert loop.per_unit() is loop and loop.steady is None, name
 
 
 @needs_tools
@@ -480,6 +549,30 @@ def test_predict_arithmetic():
     p5 = predict.predict(predict.Work(**dict(work.__dict__, cta_stages=[stages] * pro.sms)), pro)
     assert p5.terms['tensor'] == pytest.approx(stages * 64 / pro.clock)
 
+
+def test_predict_charges_unit_ends_once_per_unit():
+    # A loop whose steady view needs 1000 more cycles (and 50 more instructions) at a unit's end: with cta_units
+    # the latency and issue terms grow by that per unit, and only for a Work that says it has units
+    import copy
+    g = gpus.gpu('RTX 5090')
+    k = _synthetic_kernel()
+    (loop,) = k.loops
+    view = copy.copy(loop)
+    view.unit_extra_cycles, view.unit_extra_instructions, view.steady = 1000.0, 50, None
+    loop.steady = view
+    stages, units = 100, 4
+    base = dict(kernel=k, threads=128, dynamic_smem=0, cta_stages=[stages] * g.sms,
+                groups=[predict.WarpGroup(4, ('mma',))], flops_per_stage=4 * 4 * 8192, bytes_read=1e6,
+                fill_round_trips=0)
+    p0 = predict.predict(predict.Work(**base), g)
+    p1 = predict.predict(predict.Work(**base, cta_units=[units] * g.sms), g)
+    assert p1.terms['latency'] - p0.terms['latency'] == pytest.approx(units * 1000 / g.clock)
+    assert p1.terms['issue'] - p0.terms['issue'] == pytest.approx(units * 50 / g.clock)   # one warp per scheduler
+    assert p1.terms['tensor'] == pytest.approx(p0.terms['tensor'])
+    assert p1.detail['per_unit_cycles'] == {'issue': pytest.approx(50), 'latency': pytest.approx(1000)}
+    loop.steady = None
+    p2 = predict.predict(predict.Work(**base, cta_units=[units] * g.sms), g)
+    assert p2.terms['latency'] == pytest.approx(p0.terms['latency'])     # no unit ends in the SASS: nothing added
 
 def test_row_registry():
     names = [n for _, n in rows.cases()]

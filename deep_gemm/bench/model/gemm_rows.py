@@ -45,7 +45,8 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
             + re.escape(sf) + form + '$')
     kernel, spec = t.kernel('bf16_gemm' if bf16 else 'fp8_gemm', desc)
     block_k = plan['block_k']
-    cta = [kb for kb, _ in cta_work(m, n, k, plan, groups=groups, block_k=block_k)]
+    work = cta_work(m, n, k, plan, groups=groups, block_k=block_k)
+    cta = [kb for kb, _ in work]
     grid = plan['grid']
     a_elem, b_elem = (2, 2) if bf16 else (1, 0.5 if fp4_b else 1)
     if row:
@@ -54,6 +55,7 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
         rd = groups * (m * k * a_elem + n * k * b_elem + (n * k // 32 if fp4_b else 0))
         wr = groups * m * n * 2
     return Work(kernel=kernel, threads=spec['num_threads'], dynamic_smem=spec['dynamic_smem'], cta_stages=cta,
+                cta_units=[u for _, u in work],
                 groups=[WarpGroup(spec['num_threads'] // 32, ('mma',), 'all')],
                 flops_per_stage=2.0 * plan['block_m'] * plan['block_n'] * block_k, bytes_read=rd, bytes_written=wr,
                 stage_dram_bytes=(plan['block_m'] * a_elem + plan['block_n'] * b_elem) * block_k,

@@ -56,6 +56,8 @@ class Work:
     stages_in_flight: float = 1.0   # stages a CTA keeps in flight
     fill_round_trips: float = 1.0   # dependent DRAM round trips before a CTA's first stage
     tail_round_trips: float = 0.0   # dependent L2 round trips after the main loops (split sums, atomics)
+    cta_units: list = None          # units (tile x K split) of each CTA, where a unit ends with work outside the
+                                    # steady loop iteration (the MMA loop's `unit_path`: scheduler, epilogue)
     cta_fixed_bytes: list = None    # DRAM bytes each CTA moves outside its stages (e.g. a prologue's stores), at its
                                     # SM's share of the DRAM bandwidth
     straight: bool = True           # add the straight-line code once per warp
@@ -136,6 +138,8 @@ def _group_loops(work: Work, kernel):
                 anc = anc.parent
             if anc is not None:
                 loop = anc
+            if role == 'mma' and loop is not None and work.cta_units:
+                loop = loop.per_unit()      # a persistent kernel: steady iterations, the unit ends charged apart
             if loop is None:
                 notes.append(f'{g.name or "group"}: no {role} loop in the SASS of {kernel.name}')
                 continue
@@ -358,17 +362,26 @@ def predict(work: Work, gpu) -> Prediction:
     extra = [b / per_sm_bw * gpu.clock for b in work.cta_fixed_bytes] if work.cta_fixed_bytes else \
         [0.0] * len(work.cta_stages)
 
-    def makespan(per, fixed):
-        return gpu.seconds(_schedule([fixed + x + st * per for st, x in zip(work.cta_stages, extra)], slots))
+    # Per unit: the MMA loop's unit-ending iteration beyond a steady one (single-warp cycles; issue slots of the
+    # resident warps sharing a scheduler)
+    unit_loop = k.hot_loop('mma').per_unit() if work.cta_units else None
+    units = work.cta_units if unit_loop is not None else [0] * len(work.cta_stages)
+    unit_latency = unit_loop.unit_extra_cycles if unit_loop is not None else 0.0
+    unit_issue = (unit_loop.unit_extra_instructions * math.ceil(resident_eff * warps_per_cta / gpu.schedulers)
+                  / gpu.issue) if unit_loop is not None else 0.0
+
+    def makespan(per, fixed, per_unit=0.0):
+        return gpu.seconds(_schedule([fixed + x + st * per + u * per_unit
+                                      for st, x, u in zip(work.cta_stages, extra, units)], slots))
 
     terms = {
         'dram': (work.bytes_read + work.bytes_written) / (gpu.dram_bw * gpu.dram_efficiency),
         'tensor': makespan(tensor, 0.0) if not work.cta_fixed_bytes else
         gpu.seconds(_schedule([st * tensor for st in work.cta_stages], slots)),
-        'issue': makespan(issue, fixed_issue),
-        'latency': makespan(latency, fixed_latency),
+        'issue': makespan(issue, fixed_issue, unit_issue),
+        'latency': makespan(latency, fixed_latency, unit_latency),
     }
-    sm_time = makespan(max(tensor, issue, latency), max(fixed_issue, fixed_latency))
+    sm_time = makespan(max(tensor, issue, latency), max(fixed_issue, fixed_latency), max(unit_issue, unit_latency))
     tail = work.tail_round_trips * gpu.l2_latency
     seconds = max(terms['dram'], sm_time) + gpu.launch_overhead + tail
     # The binding term: the largest; the simulation (latency) only when it exceeds both throughput terms by 10%
@@ -380,6 +393,7 @@ def predict(work: Work, gpu) -> Prediction:
     waves = grid / (gpu.sms * resident)
     wps = resident_eff * warps_per_cta / gpu.schedulers
     detail = dict(per_stage_cycles=dict(tensor=tensor, issue=issue, latency=latency, simulated=sim),
+                  per_unit_cycles=dict(issue=unit_issue, latency=unit_latency) if work.cta_units else {},
                   issue_parts=issue_parts, latency_parts=latency_parts, simulated_busy=sim_busy,
                   occupancy_limit=limit, grid=grid, stages_max=max(work.cta_stages) if work.cta_stages else 0,
                   loops={(g.name or '+'.join(g.roles)): [(l.describe(), round(it, 3)) for l, it in loops]

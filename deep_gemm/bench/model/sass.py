@@ -17,13 +17,17 @@ What it does, in order:
 4. Per loop, picks one path through one iteration (inner loops counted on their own): the path with the most
    `signature` work (tensor FLOPs if the loop has tensor instructions, else bytes copied to shared memory, else bytes
    loaded or stored), ties broken toward fall-through edges (ptxas lays the common path out as fall-through and
-   moves rare code out of line), then toward more instructions. Counts along that path: instructions per class,
+   moves rare code out of line), then toward more instructions. For a persistent kernel whose unit loop ptxas
+   merged into the k-block loop, `Loop.per_unit()` gives the steady iteration (the fewest synchronous global
+   accesses: no scheduler reads, no epilogue stores) and what a unit's last iteration adds (predict.py charges
+   it once per unit). Counts along that path: instructions per class,
    tensor instructions per kind, bytes moved per memory kind, and a single-warp cycle estimate from the control
    bits (stall cycles, plus the latency of variable-latency producers a later instruction waits on; `LATENCY`).
 
 Main loops are the innermost loops (no loop inside them) ranked by instruction count; `KernelSass.main_loops`
 gives them with a role: 'mma' (has tensor instructions), 'copy' (async copies/TMA, no MMA), 'load', 'store'.
 """
+import copy
 import functools
 import os
 import re
@@ -347,7 +351,13 @@ class Loop:
     parent: 'Loop' = None
     children: list = field(default_factory=list)
     # Filled by `count_loop`
-    path: list = field(default_factory=list)    # instruction indices of the chosen iteration path
+    path: list = field(default_factory=list)    # instruction indices of the chosen iteration path (steady state)
+    # A persistent kernel's view of a loop that holds its unit loop too (`per_unit`): set where a unit's last
+    # iteration (most synchronous global accesses) differs from its steady one (fewest); choose_path's policies
+    steady: 'Loop' = field(default=None, repr=False)
+    unit_path: list = field(default_factory=list)   # (on the steady view) the unit's last iteration
+    unit_extra_instructions: int = 0            # unit_path beyond the steady path: instructions, single-warp cycles
+    unit_extra_cycles: float = 0.0
     counts: dict = field(default_factory=dict)  # class -> instructions per iteration
     tensor: dict = field(default_factory=dict)  # tensor kind -> instructions per iteration
     tensor_flops: int = 0                       # FLOPs per iteration (one warp)
@@ -392,12 +402,19 @@ class Loop:
             return self.bytes.get('global_store', 0)
         return 0
 
+    def per_unit(self) -> 'Loop':
+        """This loop as a persistent kernel runs it (steady iterations; `unit_extra_*` once per unit)."""
+        return self.steady if self.steady is not None else self
+
     def describe(self) -> str:
         t = ', '.join(f'{v} {k}' for k, v in sorted(self.tensor.items()))
         c = ', '.join(f'{k} {v}' for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1]))
         return (f'loop 0x{self.start_addr:04x}-0x{self.end_addr:04x} depth {self.depth} role {self.role}: '
                 f'{self.instructions} instructions/iteration ({c}){"; tensor " + t if t else ""}; '
-                f'~{self.cycles:.0f} cycles for one warp alone')
+                f'~{self.cycles:.0f} cycles for one warp alone' +
+                (f' (per unit: steady {self.steady.instructions} instructions ~{self.steady.cycles:.0f} cycles, '
+                 f'the last +{self.steady.unit_extra_instructions} instructions '
+                 f'+{self.steady.unit_extra_cycles:.0f} cycles)' if self.steady is not None else ''))
 
 
 def find_loops(blocks):
@@ -517,8 +534,14 @@ def _dag_best_path(instrs, blocks, region, inner_loops, start, ends, weight, bet
             if indeg[t] <= 0 and t not in seen:
                 ready.append(t)
 
+    zero = weight(start)[0]
+    zero = tuple(0 for _ in zero) if isinstance(zero, tuple) else 0
+
     def w(n):
-        return (0, 0, []) if n in inner_of else weight(n)
+        return (zero, 0, []) if n in inner_of else weight(n)
+
+    def add(a, b):
+        return tuple(x + y for x, y in zip(a, b)) if isinstance(a, tuple) else a + b
 
     sig, nins, rng = w(start)
     best = {start: (sig, 0, nins, rng)}
@@ -528,7 +551,7 @@ def _dag_best_path(instrs, blocks, region, inner_loops, start, ends, weight, bet
         s0, t0, i0, p0 = best[n]
         for t, taken in edges[n]:
             sig, nins, rng = w(t)
-            cand = (s0 + sig, t0 + (1 if taken else 0), i0 + nins, p0 + rng)
+            cand = (add(s0, sig), t0 + (1 if taken else 0), i0 + nins, p0 + rng)
             if t not in best or better(cand, best[t]):
                 best[t] = cand
     finals = [best[node(e)] for e in ends if node(e) in best]
@@ -541,15 +564,30 @@ def _dag_best_path(instrs, blocks, region, inner_loops, start, ends, weight, bet
     return top[3]
 
 
-def choose_path(instrs, blocks, loop):
+_SYNC_GLOBAL = ('global_load', 'global_store', 'atomic')
+
+
+def _sync_global(ins) -> int:
+    return 0 if ins.never else int(ins.klass in _SYNC_GLOBAL)
+
+
+def choose_path(instrs, blocks, loop, policy='any'):
     """Instruction indices of one iteration: header to a latch through the loop's own blocks (inner loops are
     entered and left through their header: their bodies are counted as loops of their own). Maximises the role's
-    signature, then fall-through edges, then instructions."""
+    signature, then fall-through edges, then instructions.
+
+    For an MMA or copy loop into which ptxas merged a persistent kernel's unit loop (the k-block loop and, once per
+    unit, the scheduler's reads and the epilogue's stores in one loop), `policy` picks between the unit's steady
+    iteration and its last one by the synchronous global accesses (LDG / STG / atomics) after the signature:
+    'steady' the fewest, 'unit' the most. 'any' (the default) does not look at them: in other kernels a branch
+    around a store is per lane (a divergent warp runs both sides), not per unit."""
     role = _loop_role(instrs, blocks, loop)
+    sign = {'any': 0, 'steady': -1, 'unit': 1}[policy] if role in ('mma', 'copy') else 0
 
     def weight(k):
         rng = list(range(blocks[k].start, blocks[k].end))
-        return sum(_ins_signature(instrs[i], role) for i in rng), len(rng), rng
+        sig = sum(_ins_signature(instrs[i], role) for i in rng)
+        return (sig, sign * sum(_sync_global(instrs[i]) for i in rng)), len(rng), rng
 
     def better(a, b):
         return (a[0], -a[1], a[2]) > (b[0], -b[1], b[2])
@@ -600,10 +638,8 @@ def warp_cycles(instrs, path, latency=None, iterations=2):
     return t - start
 
 
-def count_loop(instrs, blocks, loop, latency=None):
-    path = choose_path(instrs, blocks, loop)
-    loop.path = path
-    loop.instrs = instrs
+def _count_path(loop, instrs, path, latency):
+    """Fills `loop`'s per-iteration counts from `path`."""
     counts, tensor, nbytes, pipes = {}, {}, {}, {}
     flops = 0
     for i in path:
@@ -621,11 +657,29 @@ def count_loop(instrs, blocks, loop, latency=None):
             flops += f
         if ins.klass in ('smem_load', 'smem_store', 'async_copy', 'global_load', 'global_store', 'local'):
             nbytes[ins.klass] = nbytes.get(ins.klass, 0) + bytes_moved(ins.opcode)
+    loop.path, loop.instrs = path, instrs
     loop.counts, loop.tensor, loop.tensor_flops, loop.bytes, loop.pipes = counts, tensor, flops, nbytes, pipes
     loop.instructions = len(path)
     loop.cycles = warp_cycles(instrs, path, latency)
+
+
+def count_loop(instrs, blocks, loop, latency=None):
+    _count_path(loop, instrs, choose_path(instrs, blocks, loop), latency)
     loop.start_addr = instrs[blocks[loop.header].start].addr
     loop.end_addr = max(instrs[blocks[k].end - 1].addr for k in loop.blocks)
+    # A persistent kernel's view (Loop.per_unit): the steady iteration, and what a unit's last one adds
+    steady = choose_path(instrs, blocks, loop, 'steady')
+    unit = choose_path(instrs, blocks, loop, 'unit')
+    if unit != steady:
+        view = copy.copy(loop)
+        view.kind_flops = dict(loop.kind_flops)
+        _count_path(view, instrs, steady, latency)
+        view.unit_path = unit
+        view.unit_extra_instructions = max(0, len(unit) - len(steady))
+        view.unit_extra_cycles = max(0.0, warp_cycles(instrs, unit, latency, iterations=1)
+                                     - warp_cycles(instrs, steady, latency, iterations=1))
+        view.steady = None
+        loop.steady = view
     return loop
 
 
