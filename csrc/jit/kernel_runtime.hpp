@@ -24,6 +24,17 @@ struct LaunchConfig {
     unsigned smem_bytes = 0;
     CUstream stream = nullptr;
     int device = 0;             // the ordinal `stream` belongs to (its context is made current by the caller)
+
+    // `threads` per CTA with `smem_bytes` of dynamic shared memory on `stream` (of `device`), over a grid of
+    // `grid_x` x `grid_y` x `grid_z` CTAs
+    static LaunchConfig on(CUstream stream, int device, long long threads, long long smem_bytes, long long grid_x,
+                           long long grid_y = 1, long long grid_z = 1) {
+        LaunchConfig c;
+        c.grid_x = static_cast<unsigned>(grid_x), c.grid_y = static_cast<unsigned>(grid_y);
+        c.grid_z = static_cast<unsigned>(grid_z), c.block_x = static_cast<unsigned>(threads);
+        c.smem_bytes = static_cast<unsigned>(smem_bytes), c.stream = stream, c.device = device;
+        return c;
+    }
 };
 
 class KernelRuntime {

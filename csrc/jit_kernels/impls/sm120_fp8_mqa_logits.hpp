@@ -134,12 +134,8 @@ inline void launch_ragged_mqa_logits_with(const RaggedMqaLogitsConfig& config, c
     const auto& p = config.plan;
     const int num_splits = p.num_splits(arch, a.num_q, a.num_k);
     const int num_tiles = (a.num_q + p.block_q() - 1) / p.block_q();
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(num_tiles) * static_cast<unsigned>(num_splits);
-    launch.block_x = static_cast<unsigned>(p.num_threads());
-    launch.smem_bytes = static_cast<unsigned>(p.smem_bytes());
-    launch.stream = stream;
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(stream, device, p.num_threads(), p.smem_bytes(),
+                                              static_cast<long long>(num_tiles) * num_splits);
     runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.k), a.kv_scale,
                     a.weights, static_cast<long long>(a.weights_stride), static_cast<int>(a.weights_bf16), a.ks,
                     a.ke, a.logits, static_cast<long long>(a.logits_stride), static_cast<int>(a.logits_bf16),

@@ -166,11 +166,8 @@ inline void launch_paged_metadata(const torch::Tensor& context_lens, int next_n,
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyPagedMetadata, 0, device, &PagedMetadataConfig::generate, &PagedMetadataConfig::symbol);
     const bool is_2d = context_lens.dim() == 2;
-    jit::LaunchConfig launch;
-    launch.grid_x = 1;
-    launch.block_x = PagedMetadataConfig::kNumThreads;
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(at::cuda::getCurrentCUDAStream(device).stream(), device,
+                                              PagedMetadataConfig::kNumThreads, 0, 1);
     runtime->launch(launch, static_cast<const int*>(context_lens.data_ptr<int>()),
                     static_cast<int>(context_lens.size(0)), static_cast<long long>(context_lens.stride(0)),
                     static_cast<long long>(is_2d ? context_lens.stride(1) : 0), next_n, is_2d ? 1 : 0, block_kv,
@@ -202,12 +199,8 @@ inline void launch_paged_logits(const PagedMQALogitsConfig& config, const PagedL
                                 cudaStream_t stream) {
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyPagedLogits, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(a.num_sms);
-    launch.block_x = static_cast<unsigned>(config.num_threads());
-    launch.smem_bytes = static_cast<unsigned>(config.smem_bytes());
-    launch.stream = stream;
-    launch.device = device;
+    const auto launch =
+        jit::LaunchConfig::on(stream, device, config.num_threads(), config.smem_bytes(), a.num_sms);
     runtime->launch(launch, static_cast<const uint8_t*>(a.q), a.q_sf, static_cast<const uint8_t*>(a.kv_cache),
                     static_cast<long long>(a.page_stride), a.num_pool_pages, a.weights,
                     static_cast<long long>(a.weights_stride), a.context_lens, static_cast<long long>(a.cl_stride_b),

@@ -185,12 +185,8 @@ inline void launch_gemm_with(const GemmConfig& config, const GemmTiling& tiling,
             C10_CUDA_CHECK(cudaMemsetAsync(p.counters, 0, tiles * 4, stream));
         }
     }
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(tiling.grid);
-    launch.block_x = static_cast<unsigned>(config.num_threads());
-    launch.smem_bytes = static_cast<unsigned>(config.smem_bytes());
-    launch.stream = stream;
-    launch.device = device;
+    const auto launch =
+        jit::LaunchConfig::on(stream, device, config.num_threads(), config.smem_bytes(), tiling.grid);
     runtime->launch(launch, p);
 }
 

@@ -114,14 +114,8 @@ inline void launch_tf32_hc_prenorm_gemm(const torch::Tensor& a, const torch::Ten
 
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyHcPrenorm, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(plan.num_m_tiles);
-    launch.grid_y = static_cast<unsigned>(plan.num_int_splits);
-    launch.grid_z = static_cast<unsigned>(num_user_splits);
-    launch.block_x = T::kNumThreads;
-    launch.smem_bytes = static_cast<unsigned>(plan.smem_bytes);
-    launch.stream = stream;
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(stream, device, T::kNumThreads, plan.smem_bytes, plan.num_m_tiles,
+                                              plan.num_int_splits, num_user_splits);
     const long long lda = a.size(0) > 1 ? a.stride(0) : k, ldb = b.size(0) > 1 ? b.stride(0) : k;
     if (DgKnobs::get().print_configs)
         std::fprintf(stderr, "deep_gemm: tf32_hc_prenorm_gemm M=%d N=%d K=%d splits=%d: n_tiles=%d m_tiles=%d "

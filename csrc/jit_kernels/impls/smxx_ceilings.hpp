@@ -65,11 +65,9 @@ inline void launch_ceiling(const std::string& kind, const torch::Tensor& buffer,
              " on ", jit::DeviceRuntime::device_description(device), "; got '", kind, "'");
     const CeilingConfig config{kind};
     const auto runtime = jit::KernelCache::get().lookup_or_build(config.symbol(), config.generate(), arch.target);
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(jit::DeviceRuntime::get().get_num_sms() * blocks_per_sm);
-    launch.block_x = CeilingConfig::kNumThreads;
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(at::cuda::getCurrentCUDAStream(device).stream(), device,
+                                              CeilingConfig::kNumThreads, 0,
+                                              jit::DeviceRuntime::get().get_num_sms() * blocks_per_sm);
     const long long num_vec = static_cast<long long>(buffer.nbytes() / 16);
     if (kind == "read")
         runtime->launch(launch, buffer.data_ptr(), num_vec, buffer.data_ptr());

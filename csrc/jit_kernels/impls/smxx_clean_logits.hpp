@@ -81,11 +81,9 @@ inline void launch_clean_logits(const torch::Tensor& logits, int num_rows, int n
     const int64_t items_per_block = items_per_warp * kWarpsPerBlock;
     DG_HOST_ASSERT(items_per_warp < (1ll << 31));
 
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>((total_items + items_per_block - 1) / items_per_block);
-    launch.block_x = CleanLogitsConfig::kNumThreads;
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(at::cuda::getCurrentCUDAStream(device).stream(), device,
+                                              CleanLogitsConfig::kNumThreads, 0,
+                                              (total_items + items_per_block - 1) / items_per_block);
     runtime->launch(launch, logits.data_ptr(), static_cast<long long>(logits.stride(0)), num_rows, num_cols, ks, ends,
                     static_cast<long long>(ends_stride_b), static_cast<long long>(ends_stride_t), next_n, seg_cols,
                     num_segs, static_cast<int>(items_per_warp));

@@ -124,13 +124,10 @@ inline void launch_sf_mn_major(const torch::Tensor& in, const torch::Tensor& out
     const c10::cuda::CUDAGuard guard(in.device());
     const auto runtime = jit::KernelCache::get().lookup_or_build_keyed(
         kFamilyLayout, config.key(), device, [&]() { return config.generate(); }, [&]() { return config.symbol(); });
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>((aligned_mn + SfMnMajorConfig::kTileMN - 1) / SfMnMajorConfig::kTileMN);
-    launch.grid_y = static_cast<unsigned>((in_k + (1 << tile_k_log2) - 1) >> tile_k_log2);
-    launch.grid_z = static_cast<unsigned>(num_groups);
-    launch.block_x = SfMnMajorConfig::kNumThreads;
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(at::cuda::getCurrentCUDAStream(device).stream(), device,
+                                              SfMnMajorConfig::kNumThreads, 0,
+                                              (aligned_mn + SfMnMajorConfig::kTileMN - 1) / SfMnMajorConfig::kTileMN,
+                                              (in_k + (1 << tile_k_log2) - 1) >> tile_k_log2, num_groups);
     runtime->launch(launch, in.data_ptr(), static_cast<long long>(batched ? in.stride(0) : 0),
                     static_cast<long long>(in.stride(-2)), static_cast<long long>(in.stride(-1)), out.data_ptr(),
                     static_cast<long long>(batched ? out.stride(0) : aligned_mn * out_k), mn, aligned_mn, in_k, gran_mn,
@@ -159,13 +156,10 @@ inline void launch_sf_k_grouped_pack(const torch::Tensor& in, const torch::Tenso
     const int64_t target_blocks = static_cast<int64_t>(jit::DeviceRuntime::get().get_num_sms()) * 4;
     const int rows_per_block = static_cast<int>(std::max<int64_t>(
         1, (static_cast<int64_t>(num_out_rows) * grid_x + target_blocks - 1) / target_blocks));
-    jit::LaunchConfig launch;
-    launch.grid_x = static_cast<unsigned>(grid_x);
-    launch.grid_y = static_cast<unsigned>((num_out_rows + rows_per_block - 1) / rows_per_block);
-    launch.block_x = SfKGroupedPackConfig::kNumThreads;
-    launch.smem_bytes = static_cast<unsigned>(SfKGroupedPackConfig::smem_bytes(num_groups));
-    launch.stream = at::cuda::getCurrentCUDAStream(device).stream();
-    launch.device = device;
+    const auto launch = jit::LaunchConfig::on(at::cuda::getCurrentCUDAStream(device).stream(), device,
+                                              SfKGroupedPackConfig::kNumThreads,
+                                              SfKGroupedPackConfig::smem_bytes(num_groups), grid_x,
+                                              (num_out_rows + rows_per_block - 1) / rows_per_block);
     runtime->launch(launch, static_cast<const float*>(in.data_ptr()), static_cast<long long>(in.stride(0)),
                     static_cast<long long>(in.stride(1)), static_cast<int>(in.size(0)),
                     static_cast<int*>(out.data_ptr()), mn, aligned_mn, num_out_rows, layout, num_groups, gran_k,

@@ -29,6 +29,34 @@ namespace deep_gemm {
 
 namespace hc_prenorm {
 
+// One thread's rows of a tile copied in kPasses passes (row `row0 + j * per_pass` in pass j): whether pass j copies
+// (row < copy_rows) and reads its row (row < valid_rows; otherwise the copy writes zeros), and its source, row
+// `first + row` of `base` at column `col` (row 0 where it does not read: a defined address)
+template <int kPasses, typename T>
+struct PassRows {
+    const T* src[kPasses];
+    bool copy[kPasses], valid[kPasses];
+
+    DG_DEVICE PassRows(const T* base, const int64_t ld, const int first, const int row0, const int per_pass,
+                       const int copy_rows, const int valid_rows, const int col) {
+        #pragma unroll
+        for (int j = 0; j < kPasses; ++j) {
+            const int r = row0 + j * per_pass;
+            copy[j] = r < copy_rows, valid[j] = r < valid_rows;
+            src[j] = base + (valid[j] ? static_cast<int64_t>(first + r) * ld : 0) + col;
+        }
+    }
+
+    // The passes' 16-byte copies, `k_off` elements into the rows, pass j to `dst + j * pass_bytes`
+    DG_DEVICE void issue(const uint32_t dst, const uint32_t pass_bytes, const int64_t k_off) const {
+        #pragma unroll
+        for (int j = 0; j < kPasses; ++j) {
+            if (copy[j])
+                ptx::cp_async_16_zfill(dst + j * pass_bytes, src[j] + k_off, valid[j]);
+        }
+    }
+};
+
 // fp32 bits -> tf32 operand: explicit truncation (the low 13 mantissa bits cleared) or round-to-nearest-away
 template <bool kRoundRNA>
 DG_DEVICE uint32_t b_to_tf32(uint32_t bits) {
@@ -133,36 +161,13 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
     const uint32_t a_dst0 = a_row0 * (kChunksA * 16) + ((a_chunk ^ ((a_row0 & 1) << 2)) << 4);
     const uint32_t b_dst0 = b_row0 * (kChunksB * 16) + ((b_chunk ^ (b_row0 & 1)) << 4);
     // Rows past valid_rows (or N) copy nothing and write zeros; their source stays a defined address of row 0
-    const bf16_t* a_src[kPassesA];
-    bool a_active[kPassesA], a_valid[kPassesA];
-    #pragma unroll
-    for (int j = 0; j < kPassesA; ++j) {
-        const int r = a_row0 + j * kRowsPerPassA;
-        a_active[j] = r < active_rows, a_valid[j] = r < valid_rows;
-        a_src[j] = a + (a_valid[j] ? static_cast<int64_t>(m_base + r) * lda : 0) + a_chunk * 8;
-    }
-    const float* b_src[kPassesB];
-    bool b_copy[kPassesB], b_valid[kPassesB];
-    #pragma unroll
-    for (int j = 0; j < kPassesB; ++j) {
-        const int n = b_row0 + j * kRowsPerPassB;
-        b_copy[j] = n < kBlockN, b_valid[j] = n < N;
-        b_src[j] = b + (b_valid[j] ? static_cast<int64_t>(n) * ldb : 0) + b_chunk * 4;
-    }
+    const PassRows<kPassesA, bf16_t> a_rows(a, lda, m_base, a_row0, kRowsPerPassA, active_rows, valid_rows,
+                                            a_chunk * 8);
+    const PassRows<kPassesB, float> b_rows(b, ldb, 0, b_row0, kRowsPerPassB, kBlockN, N, b_chunk * 4);
     const auto load_stage = [&](const int stage, const int kb) {
         const int64_t k0 = static_cast<int64_t>(kb) * kBlockK;
-        const uint32_t sa = smem_a + stage * kStageBytesA + a_dst0;
-        #pragma unroll
-        for (int j = 0; j < kPassesA; ++j) {
-            if (a_active[j])
-                ptx::cp_async_16_zfill(sa + j * (kRowsPerPassA * kChunksA * 16), a_src[j] + k0, a_valid[j]);
-        }
-        const uint32_t sb = smem_b + stage * kStageBytesB + b_dst0;
-        #pragma unroll
-        for (int j = 0; j < kPassesB; ++j) {
-            if (b_copy[j])
-                ptx::cp_async_16_zfill(sb + j * (kRowsPerPassB * kChunksB * 16), b_src[j] + k0, b_valid[j]);
-        }
+        a_rows.issue(smem_a + stage * kStageBytesA + a_dst0, kRowsPerPassA * kChunksA * 16, k0);
+        b_rows.issue(smem_b + stage * kStageBytesB + b_dst0, kRowsPerPassB * kChunksB * 16, k0);
     };
 
     // `b` to TF32 once per stage, in place, each thread on the chunks it copied (complete for it after its
@@ -173,7 +178,7 @@ DG_DEVICE void sm120_tf32_hc_prenorm_gemm_impl(const bf16_t* a, const int64_t ld
         const uint32_t sb = smem_b + stage * kStageBytesB + b_dst0;
         #pragma unroll
         for (int j = 0; j < kPassesB; ++j) {
-            if (b_copy[j]) {
+            if (b_rows.copy[j]) {
                 const uint32_t addr = sb + j * (kRowsPerPassB * kChunksB * 16);
                 uint32_t v[4];
                 ptx::lds_128(v, addr);
