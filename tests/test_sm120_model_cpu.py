@@ -570,6 +570,13 @@ def test_predict_charges_unit_ends_once_per_unit():
     assert p1.terms['issue'] - p0.terms['issue'] == pytest.approx(units * 50 / g.clock)   # one warp per scheduler
     assert p1.terms['tensor'] == pytest.approx(p0.terms['tensor'])
     assert p1.detail['per_unit_cycles'] == {'issue': pytest.approx(50), 'latency': pytest.approx(1000)}
+    # A split-K closer sums `unit_sum_slots` slots in the loop's inner load loop: its chain, that many times per unit
+    inner = sass.Loop(header=0, blocks=set(), latches=[])
+    inner.bytes, inner.cycles, inner.instructions = {'global_load': 4096}, 700.0, 100
+    view.children = [inner]
+    p3 = predict.predict(predict.Work(**base, cta_units=[units] * g.sms, unit_sum_slots=3), g)
+    assert p3.terms['latency'] - p1.terms['latency'] == pytest.approx(units * 3 * 700 / g.clock)
+    assert p3.terms['issue'] - p1.terms['issue'] == pytest.approx(units * 3 * 100 / g.clock)
     loop.steady = None
     p2 = predict.predict(predict.Work(**base, cta_units=[units] * g.sms), g)
     assert p2.terms['latency'] == pytest.approx(p0.terms['latency'])     # no unit ends in the SASS: nothing added

@@ -55,7 +55,7 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
         rd = groups * (m * k * a_elem + n * k * b_elem + (n * k // 32 if fp4_b else 0))
         wr = groups * m * n * 2
     return Work(kernel=kernel, threads=spec['num_threads'], dynamic_smem=spec['dynamic_smem'], cta_stages=cta,
-                cta_units=[u for _, u in work],
+                cta_units=[u for _, u in work], unit_sum_slots=plan['num_splits'] - 1,
                 groups=[WarpGroup(spec['num_threads'] // 32, ('mma',), 'all')],
                 flops_per_stage=2.0 * plan['block_m'] * plan['block_n'] * block_k, bytes_read=rd, bytes_written=wr,
                 stage_dram_bytes=(plan['block_m'] * a_elem + plan['block_n'] * b_elem) * block_k,

@@ -58,6 +58,8 @@ class Work:
     tail_round_trips: float = 0.0   # dependent L2 round trips after the main loops (split sums, atomics)
     cta_units: list = None          # units (tile x K split) of each CTA, where a unit ends with work outside the
                                     # steady loop iteration (the MMA loop's `unit_path`: scheduler, epilogue)
+    unit_sum_slots: int = 0         # per unit, iterations of the MMA loop's inner load loop (a split-K closer summing
+                                    # the other splits' slots: splits - 1), charged with the unit's end
     cta_fixed_bytes: list = None    # DRAM bytes each CTA moves outside its stages (e.g. a prologue's stores), at its
                                     # SM's share of the DRAM bandwidth
     straight: bool = True           # add the straight-line code once per warp
@@ -367,8 +369,15 @@ def predict(work: Work, gpu) -> Prediction:
     unit_loop = k.hot_loop('mma').per_unit() if work.cta_units else None
     units = work.cta_units if unit_loop is not None else [0] * len(work.cta_stages)
     unit_latency = unit_loop.unit_extra_cycles if unit_loop is not None else 0.0
-    unit_issue = (unit_loop.unit_extra_instructions * math.ceil(resident_eff * warps_per_cta / gpu.schedulers)
-                  / gpu.issue) if unit_loop is not None else 0.0
+    unit_instructions = unit_loop.unit_extra_instructions if unit_loop is not None else 0
+    # A split-K closer also sums the other splits' slots: the MMA loop's inner load loop (the most bytes per
+    # iteration), `unit_sum_slots` times, as one warp's chain (the makespan is the closers')
+    sums = [c for c in (unit_loop.children if unit_loop is not None else []) if c.role == 'load']
+    if sums and work.unit_sum_slots:
+        sum_loop = max(sums, key=lambda c: c.signature())
+        unit_latency += work.unit_sum_slots * sum_loop.cycles
+        unit_instructions += work.unit_sum_slots * sum_loop.instructions
+    unit_issue = unit_instructions * math.ceil(resident_eff * warps_per_cta / gpu.schedulers) / gpu.issue
 
     def makespan(per, fixed, per_unit=0.0):
         return gpu.seconds(_schedule([fixed + x + st * per + u * per_unit
