@@ -88,6 +88,15 @@ if has bench; then
     t0=$(date +%s)
     timeout "$(stage_time bench 300)" python3 -m deep_gemm.bench $BENCH 2>&1 | tee "$OUT/bench.log"
     echo "bench: $(( $(date +%s) - t0 )) s"
+    # With `--json FILE` (and the model on): the time model's calibration against this run, as docs/PERF.md shows it
+    json=$(echo "$BENCH" | sed -n 's/.*--json[ =]\([^ ]*\).*/\1/p')
+    if [ -n "$json" ] && [ -f "$json" ]; then
+        python3 -m deep_gemm.bench.model.markdown "$json" > "$OUT/calibration.md" 2>&1
+        # rows whose printed (rounded) error is within 20%
+        awk -F'|' -v f="$OUT/calibration.md" '$5 ~ /^ *[+-][0-9]+% *$/ { e = $5; gsub(/[ %+]/, "", e); e += 0; n++;
+            if (e <= 20 && e >= -20) k++ } END { printf "calibration: %d of %d rows within 20%% (%s)\n", k, n, f }' \
+            "$OUT/calibration.md"
+    fi
 fi
 if [ "${NCU:-0}" = "1" ] && command -v ncu >/dev/null; then
     ncu --clock-control none --metrics dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum \
