@@ -55,7 +55,30 @@ def test_grouped_tiles_respect_alignment():
         assert p['block_m'] <= expect
 
 
+def test_contiguous_plan_tiles_all_rows():
+    # The host plans a contiguous layout's M tile for its rows per group and deals tiles over all rows (`total_m`):
+    # 8 groups of ~4096 rows on 170 SMs fill the grid, where 4096 rows alone would not
+    one = deep_gemm._C._gemm_plan('sm_120a', 1, 4096, 4096, 4096, num_groups=8, type_b=1, gran_k_b=32, num_sms=170)
+    all_rows = deep_gemm._C._gemm_plan('sm_120a', 1, 4096, 4096, 4096, num_groups=8, type_b=1, gran_k_b=32,
+                                       num_sms=170, total_m=8 * 4096)
+    assert one['block_m'] == all_rows['block_m']
+    assert one['grid'] == min(170, -(-4096 // one['block_m']) * 32)
+    assert all_rows['grid'] == 170
+
+
+def test_contiguous_bench_sizes():
+    from deep_gemm.bench.gemm import contiguous_sizes
+    sizes, starts, total = contiguous_sizes(8, 4096)
+    assert len(sizes) == 8 and all(int(0.7 * 4096) <= s <= int(1.3 * 4096) for s in sizes)
+    assert min(sizes) < 3000 and max(sizes) > 5200                  # the spread the issue asks for, not all alike
+    assert all(st % 128 == 0 for st in starts) and total % 128 == 0 and total >= sum(sizes)
+    assert all(b >= a + s for a, b, s in zip(starts, starts[1:], sizes))
+    assert contiguous_sizes(8, 4096) == (sizes, starts, total)       # the bench and the model see the same rows
+
+
 def test_plan_bad_arguments():
+    with pytest.raises(ValueError, match='`total_m` must be in'):
+        deep_gemm._C._gemm_plan('sm_120a', 1, 1, 128, 128, total_m=-1)
     with pytest.raises(ValueError, match='`kind` must be in'):
         deep_gemm._C._gemm_plan('sm_120a', 7, 1, 1, 1)
     with pytest.raises(ValueError, match='unsupported operand combination'):

@@ -4,6 +4,7 @@
 // cuBLASLt wrappers. Every function checks its arguments, turns its operands into K-major views (MN-major operands
 // are copied once into K-major ones), and launches one SM120 GEMM kernel (impls/sm120_gemm.hpp).
 
+#include <limits>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -1141,13 +1142,16 @@ inline MmaCheckResult cross_check_gemm(const GemmConfig& candidate, int device, 
 }
 
 // Internal: the plan of a GEMM shape on a compile target (no GPU needed), for CPU tests of the heuristics
+// (`m` is the rows per group the M tile is planned for; `total_m` the rows of all groups of a contiguous layout, 0: m)
 inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_t n, int64_t k, int64_t num_groups,
                           int type_a, int type_b, int gran_k_a, int gran_k_b, int max_block_m, bool sm120_mode,
-                          const std::optional<int64_t>& num_sms) {
+                          const std::optional<int64_t>& num_sms, int64_t total_m) {
     constexpr const char* fn = "_gemm_plan";
     DG_CHECK(kind >= kGemmKindNormal and kind <= kGemmKindKGrouped, fn, ": `kind` must be in [0, 4]; got ", kind);
     DG_CHECK(m >= 1 and n >= 1 and k >= 0 and num_groups >= 1, fn, ": shape must be positive; got m=", m, " n=", n,
              " k=", k, " groups=", num_groups);
+    DG_CHECK(total_m >= 0 and total_m <= std::numeric_limits<int>::max(), fn,
+             ": `total_m` must be in [0, 2^31); got ", total_m);
     DG_CHECK(gemm_combo_allowed(type_a, type_b, gran_k_a, gran_k_b), fn, ": unsupported operand combination");
     auto arch = sm120_mode ? with_sm120_planning(arch_spec_for_target(target)) : arch_spec_for_target(target);
     if (num_sms.has_value()) {
@@ -1156,7 +1160,7 @@ inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_
     }
     GemmShape shape;
     shape.kind = kind, shape.m = static_cast<int>(m), shape.n = static_cast<int>(n), shape.k = static_cast<int>(k);
-    shape.num_groups = static_cast<int>(num_groups), shape.total_m = static_cast<int>(m);
+    shape.num_groups = static_cast<int>(num_groups), shape.total_m = static_cast<int>(total_m > 0 ? total_m : m);
     shape.type_a = type_a, shape.type_b = type_b, shape.sf_gran_k_a = gran_k_a, shape.sf_gran_k_b = gran_k_b;
     shape.max_block_m = max_block_m;
     const auto t = GemmHeuristics::plan(arch, shape);
@@ -1177,7 +1181,7 @@ inline void register_apis(py::module_& m) {
     m.def("_gemm_plan", &gemm_plan, py::arg("target"), py::arg("kind"), py::arg("m"), py::arg("n"), py::arg("k"),
           py::arg("num_groups") = 1, py::arg("type_a") = 0, py::arg("type_b") = 0, py::arg("gran_k_a") = 128,
           py::arg("gran_k_b") = 128, py::arg("max_block_m") = 128, py::arg("sm120_mode") = false,
-          py::arg("num_sms") = py::none());
+          py::arg("num_sms") = py::none(), py::arg("total_m") = 0);
     register_fp8_apis(m);
     register_grouped_apis(m);
     register_bf16_apis(m);

@@ -122,6 +122,49 @@ def _masked_row(num_experts, active, tokens, n, k):
                notes=[f'reads {weight_bytes / 1e6:.1f} MB of active expert weights'])
 
 
+def contiguous_sizes(groups, expected_m, align=128):
+    """Rows of each group of a prefill batch: 0.7-1.3x `expected_m` (a fixed pattern, the same on every run and in
+    the time model), and each group's start: the rows before it, aligned to `align`."""
+    sizes = [int(expected_m * (0.7 + 0.6 * ((g * 5) % groups) / max(1, groups - 1))) for g in range(groups)]
+    starts, m = [], 0
+    for sz in sizes:
+        starts.append(m)
+        m += -(-sz // align) * align
+    return sizes, starts, m
+
+
+def _contiguous_row(groups, expected_m, n, k):
+    """MoE prefill: `groups` experts with 0.7-1.3x `expected_m` rows each, one contiguous A (padding rows -1 up to the
+    layout alignment); FP8 activations x MXFP4 weights."""
+    import torch
+    import deep_gemm
+    from ..utils import cast_back_from_fp4, per_token_cast_to_fp4, per_token_cast_to_fp8
+    sizes, starts, m = contiguous_sizes(groups, expected_m, deep_gemm.get_mk_alignment_for_contiguous_layout())
+    aq, asf = per_token_cast_to_fp8(torch.randn(m, k, device='cuda', dtype=torch.bfloat16), use_ue8m0=True)
+    w = torch.randn(n, k, device='cuda', dtype=torch.bfloat16)
+    wq, wsf = per_token_cast_to_fp4(w, use_ue8m0=True, gran_k=32)
+    bq, bsf = wq.expand(groups, n, k // 2).contiguous(), wsf.expand(groups, n, k // 32).contiguous()
+    layout = torch.full((m,), -1, dtype=torch.int32, device='cuda')
+    for g, (st, sz) in enumerate(zip(starts, sizes)):
+        layout[st:st + sz] = g
+    d = torch.empty(m, n, device='cuda', dtype=torch.bfloat16)
+
+    def fn():
+        deep_gemm.m_grouped_fp8_fp4_gemm_nt_contiguous((aq, asf), (bq, bsf), d, layout, recipe_a=(1, 128),
+                                                       recipe_b=(1, 32))
+
+    fn()
+    rows = sizes[0]
+    a_ref = aq[:rows].float() * asf[:rows].repeat_interleave(128, -1)[:, :k]
+    check = _check(d[:rows], a_ref @ cast_back_from_fp4(wq, wsf, gran_k=32).T)
+    seconds = gpu_time(fn, 'gemm_')
+    total = sum(sizes)
+    return Row(name=f'contiguous fp8xfp4 G={groups} expected_m={expected_m} {n}x{k}', seconds=seconds,
+               bytes_read=groups * (n * k // 2 + n * k // 32) + total * k, bytes_written=total * n * 2,
+               flops=2.0 * total * n * k, mma='fp8_mma', check=check,
+               notes=[f'{total} rows in {groups} groups ({min(sizes)}-{max(sizes)} each), {m} with padding'])
+
+
 def _bf16_row(m, n, k):
     import torch
     import deep_gemm
@@ -152,8 +195,17 @@ def run(ceilings, ms=(1, 16, 64, 128, 512, 4096), shapes=None) -> list:
         rows.append(_dense_row(f'fp8_gemm_nt published {m}x{n}x{k}', m, n, k, num_tests=5))
     for bsz in (1, 64, 2048):
         rows.append(_einsum_row(bsz))
+    # MoE experts (GEMM.md §4): V4-Flash 256 experts (gate_up 4096 x 4096, down 4096 x 2048), V4-Pro 384 (gate_up
+    # 6144 x 7168, down 7168 x 3072); decode = masked, 1-32 tokens on 8-32 active experts; prefill = contiguous
     for active, tokens in ((8, 1), (32, 2), (32, 8), (8, 32)):
         rows.append(_masked_row(256, active, tokens, 4096, 4096))
+    for experts, (n, k) in ((256, V4_LINEARS['flash shared down']), (384, V4_LINEARS['pro shared gate_up']),
+                            (384, V4_LINEARS['pro shared down'])):
+        for active, tokens in ((8, 1), (32, 8)):
+            rows.append(_masked_row(experts, active, tokens, n, k))
+    for expected_m, (n, k) in ((4096, V4_LINEARS['flash shared gate_up']), (8192, V4_LINEARS['flash shared gate_up']),
+                               (4096, V4_LINEARS['pro shared gate_up']), (4096, V4_LINEARS['pro shared down'])):
+        rows.append(_contiguous_row(8, expected_m, n, k))
     for m, n, k in ((16, 4096, 4096), (4096, 4096, 4096), (4096, 2112, 7168), (4096, 7168, 4096)):
         rows.append(_bf16_row(m, n, k))
     return rows

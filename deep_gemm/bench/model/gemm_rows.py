@@ -27,17 +27,18 @@ def cta_work(m, n, k, plan, groups=1, block_k=128):
     return [(sum(units[c::grid]), len(units[c::grid])) for c in range(min(grid, len(units)))]
 
 
-_KIND = {'normal': 0, 'm-masked': 3}
+_KIND = {'normal': 0, 'm-contiguous': 1, 'm-masked': 3}
 
 
-def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False, planned_groups=None):
+def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False, planned_groups=None, total_m=0):
     """The Work of one GEMM launch: `groups` groups of m x n x k that have rows (batched heads, or the active experts
-    of a masked call, whose plan sees `planned_groups` groups in all)."""
+    of a masked call, whose plan sees `planned_groups` groups in all); a contiguous layout: `total_m` rows in all
+    (padding included), planned for `m` rows per group as the host does (its M tiles run over all rows)."""
     from ... import jit
     ext = jit._ext()
     plan = ext._gemm_plan(t.target, _KIND[kind], m, n, k, num_groups=planned_groups or groups,
                           type_a=2 if bf16 else 0, type_b=2 if bf16 else (1 if fp4_b else 0),
-                          gran_k_b=32 if fp4_b else 128, sm120_mode=t.sm120_mode, num_sms=t.gpu.sms)
+                          gran_k_b=32 if fp4_b else 128, sm120_mode=t.sm120_mode, num_sms=t.gpu.sms, total_m=total_m)
     form = '' if bf16 else (' hw' if t.sm120 else ' promote')
     combo = 'bf16xbf16' if bf16 else ('fp8xfp4' if fp4_b else 'fp8xfp8')
     sf = '' if bf16 else (' sf_k=128/32' if fp4_b else ' sf_k=128/128')
@@ -45,12 +46,16 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
             + re.escape(sf) + form + '$')
     kernel, spec = t.kernel('bf16_gemm' if bf16 else 'fp8_gemm', desc)
     block_k = plan['block_k']
-    work = cta_work(m, n, k, plan, groups=groups, block_k=block_k)
+    work = cta_work(total_m, n, k, plan, block_k=block_k) if total_m else \
+        cta_work(m, n, k, plan, groups=groups, block_k=block_k)
     cta = [kb for kb, _ in work]
     grid = plan['grid']
     a_elem, b_elem = (2, 2) if bf16 else (1, 0.5 if fp4_b else 1)
     if row:
         rd, wr = row.bytes_read, row.bytes_written
+    elif total_m:
+        rd = total_m * k * a_elem + groups * (n * k * b_elem + (n * k // 32 if fp4_b else 0))
+        wr = total_m * n * 2
     else:
         rd = groups * (m * k * a_elem + n * k * b_elem + (n * k // 32 if fp4_b else 0))
         wr = groups * m * n * 2
@@ -86,8 +91,18 @@ def _einsum(t, b, h, n, k, row=None):
 
 
 @register('gemm', r'^masked fp8xfp4 E=(?P<e>\d+) active=(?P<a>\d+) m=(?P<m>\d+) (?P<n>\d+)x(?P<k>\d+)$',
-          cases=['masked fp8xfp4 E=256 active=8 m=1 4096x4096'])
+          cases=['masked fp8xfp4 E=256 active=8 m=1 4096x4096', 'masked fp8xfp4 E=384 active=8 m=1 6144x7168'])
 def _masked(t, e, a, m, n, k, row=None):
     # MoE decode: only the `a` active experts have rows (their tiles are the units); the grid is one CTA per SM
     return _gemm_work(t, int(m), int(n), int(k), row, kind='m-masked', groups=int(a), fp4_b=True,
                       planned_groups=int(e))
+
+
+@register('gemm', r'^contiguous fp8xfp4 G=(?P<g>\d+) expected_m=(?P<e>\d+) (?P<n>\d+)x(?P<k>\d+)$',
+          cases=['contiguous fp8xfp4 G=8 expected_m=4096 4096x4096'])
+def _contiguous(t, g, e, n, k, row=None):
+    # MoE prefill: the bench's fixed group sizes (0.7-1.3x expected), one contiguous A aligned per group
+    from ..gemm import contiguous_sizes
+    _, _, total = contiguous_sizes(int(g), int(e))
+    return _gemm_work(t, max(1, total // int(g)), int(n), int(k), row, kind='m-contiguous', groups=int(g),
+                      fp4_b=True, total_m=total)
