@@ -8,8 +8,9 @@ measured (its command, card and date are in the text above it) and what the mode
 the measured column, predicts each row again on that GPU's table entry (sm_90a in SM120 mode, as the bench plans and
 compiles it) and prints old prediction, new prediction and the new error, with the count within +-20%: a model
 change is judged against the same measurements without a GPU. `--projection` predicts the same rows on the SM120
-cards (sm_120a / sm_121a cubins) instead and prints PERF.md's projection table. The kernels compiled are those of the checkout, so to
-judge the model alone against a run of older kernels, check the kernel headers of that run's commit out first
+cards (sm_120a / sm_121a cubins) instead and prints PERF.md's projection table. The kernels compiled are those of
+the checkout, so to judge the model alone against a run of older kernels, check the kernel headers of that run's
+commit out first
 (`git checkout <commit> -- deep_gemm/include`, and back with `git checkout HEAD -- deep_gemm/include`).
 """
 import argparse
