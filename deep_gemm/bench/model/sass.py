@@ -351,7 +351,7 @@ class Loop:
     parent: 'Loop' = None
     children: list = field(default_factory=list)
     # Filled by `count_loop`
-    path: list = field(default_factory=list)    # instruction indices of the chosen iteration path (steady state)
+    path: list = field(default_factory=list)    # instruction indices of the chosen iteration path (policy 'any')
     # A persistent kernel's view of a loop that holds its unit loop too (`per_unit`): set where a unit's last
     # iteration (most synchronous global accesses) differs from its steady one (fewest); choose_path's policies
     steady: 'Loop' = field(default=None, repr=False)
