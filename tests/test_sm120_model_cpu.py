@@ -500,6 +500,18 @@ def test_scheduler_simulation():
     assert end == pytest.approx(sass.LATENCY['smem_load'] + 1)
 
 
+def test_unit_end_skips_the_latency_of_predicated_loads():
+    # A unit's end of `@P0 LDG -> FADD` (the optional C read ptxas if-converts): charged with guarded_loads=False
+    # (the unit-extra timing) as issue only; an unpredicated LDG keeps its latency either way
+    def ins(addr, pred, opcode, wsb=7, wait=0):
+        return sass.Instr(addr, pred, opcode, '', sass.Control(1, 0, wsb, 7, wait, 0), None, *sass.classify(opcode))
+    guarded = [ins(0, '@P0', 'LDG.E.64', wsb=0), ins(16, '@P0', 'FADD', wait=1)]
+    plain = [ins(0, '', 'LDG.E.64', wsb=0), ins(16, '', 'FADD', wait=1)]
+    lat = sass.LATENCY['global_load']
+    assert sass.warp_cycles(guarded, [0, 1], iterations=1) >= lat
+    assert sass.warp_cycles(guarded, [0, 1], iterations=1, guarded_loads=False) == 2
+    assert sass.warp_cycles(plain, [0, 1], iterations=1, guarded_loads=False) >= lat
+
 def _synthetic_kernel(n_mma=4, n_ffma=4):
     """cuobjdump-style SASS of one function: a loop of `n_mma` QMMA.SF and `n_ffma` FFMA, stall 1 each."""
     lines = ['\tcode for sm_120a', '\t.target\tsm_120a', '\t\tFunction : synth']

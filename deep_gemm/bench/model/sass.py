@@ -614,11 +614,12 @@ def straight_path(instrs, blocks, loops):
     return _dag_best_path(instrs, blocks, set(range(len(blocks))), top, 0, exits, weight, better) or []
 
 
-def warp_cycles(instrs, path, latency=None, iterations=2):
+def warp_cycles(instrs, path, latency=None, iterations=2, guarded_loads=True):
     """Single-warp cycles per iteration along `path`: each instruction issues at the later of (the previous issue +
     its stall count) and the ready time of every scoreboard it waits on; a variable-latency producer makes its
     write scoreboard ready `latency_of` cycles after it issues (read scoreboards: 10 cycles, operands read).
-    Simulated for `iterations` rounds (scoreboards carry over); the last round's length is returned."""
+    Simulated for `iterations` rounds (scoreboards carry over); the last round's length is returned.
+    `guarded_loads=False`: a global load under a predicate does not run (its consumers do not wait)."""
     ready = [0.0] * 6
     t = 0.0
     start = 0.0
@@ -631,7 +632,8 @@ def warp_cycles(instrs, path, latency=None, iterations=2):
                 if c.wait_mask >> b & 1:
                     t = max(t, ready[b])
             if c.write_sb < 6:
-                ready[c.write_sb] = t + latency_of(ins, latency)
+                skip = not guarded_loads and ins.klass == 'global_load' and ins.pred not in ('', '@PT')
+                ready[c.write_sb] = t if skip else t + latency_of(ins, latency)
             if c.read_sb < 6:
                 ready[c.read_sb] = max(ready[c.read_sb], t + 10)
             t += max(1, c.stall)
@@ -676,8 +678,8 @@ def count_loop(instrs, blocks, loop, latency=None):
         _count_path(view, instrs, steady, latency)
         view.unit_path = unit
         view.unit_extra_instructions = max(0, len(unit) - len(steady))
-        view.unit_extra_cycles = max(0.0, warp_cycles(instrs, unit, latency, iterations=1)
-                                     - warp_cycles(instrs, steady, latency, iterations=1))
+        view.unit_extra_cycles = max(0.0, warp_cycles(instrs, unit, latency, 1, guarded_loads=False)
+                                     - warp_cycles(instrs, steady, latency, 1, guarded_loads=False))
         view.steady = None
         loop.steady = view
     return loop
