@@ -46,8 +46,10 @@ __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const
 #endif
 }
 
-// Per iteration: 1 LDSM.x4, 4 LDS.64, 4 MMAs (each its own B and accumulator), 1 BAR
-template <int kKind>
+// Per iteration: 1 LDSM.x4, 4 LDS.64, 4 MMAs (each its own B and accumulator), 1 BAR. kUnits: a persistent
+// kernel's merged loop, where every 8th iteration (a unit's last, warp-uniform) also stores its 16 accumulators (16
+// STG) and reads the next unit from global memory (1 LDG)
+template <int kKind, bool kUnits = false>
 __device__ void t_mma(const unsigned* __restrict__ in, float* out, int n, unsigned sf) {
     __shared__ __align__(16) unsigned smem[4096];
     const int t = threadIdx.x;
@@ -55,6 +57,7 @@ __device__ void t_mma(const unsigned* __restrict__ in, float* out, int n, unsign
     __syncthreads();
     float d[4][4] = {};
     unsigned a[4], b[4][2];
+    int unit = blockIdx.x;
     #pragma unroll 1
     for (int it = 0; it < n; ++it) {
         const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem + ((it * 64 + t * 4) & 2047)));
@@ -67,6 +70,14 @@ __device__ void t_mma(const unsigned* __restrict__ in, float* out, int n, unsign
         for (int j = 0; j < 4; ++j)
             mma<kKind>(d[j], a, b[j], sf);
         __syncthreads();
+        if (kUnits and (it & 7) == 7) {
+            #pragma unroll
+            for (int j = 0; j < 4; ++j)
+                #pragma unroll
+                for (int k = 0; k < 4; ++k)
+                    out[(static_cast<long>(unit) * 16 + j * 4 + k) * 128 + t] = d[j][k], d[j][k] = 0.0f;
+            unit = static_cast<int>(__ldg(in + 4096 + unit));
+        }
     }
     #pragma unroll
     for (int j = 0; j < 4; ++j)
@@ -106,41 +117,6 @@ __device__ void t_branch(const unsigned* __restrict__ in, float* out, int n, uns
 }
 
 
-// A persistent kernel's merged loop: each iteration as t_mma's (1 LDSM.x4, 4 LDS.64, 4 MMAs, 1 BAR); every 8th (a
-// unit's last, warp-uniform) also reads the next unit from global memory (1 LDG) and stores its 16 accumulators
-// (16 STG)
-template <int kKind>
-__device__ void t_units(const unsigned* __restrict__ in, float* out, int n, unsigned sf) {
-    __shared__ __align__(16) unsigned smem[4096];
-    const int t = threadIdx.x;
-    for (int i = t; i < 4096; i += 128) smem[i] = in[i];
-    __syncthreads();
-    float d[4][4] = {};
-    unsigned a[4], b[4][2];
-    int unit = blockIdx.x;
-    #pragma unroll 1
-    for (int it = 0; it < n; ++it) {
-        const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem + ((it * 64 + t * 4) & 2047)));
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3]) : "r"(addr));
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];" : "=r"(b[j][0]), "=r"(b[j][1]) : "r"(addr + 8192 + j * 1024));
-        #pragma unroll
-        for (int j = 0; j < 4; ++j)
-            mma<kKind>(d[j], a, b[j], sf);
-        __syncthreads();
-        if ((it & 7) == 7) {
-            #pragma unroll
-            for (int j = 0; j < 4; ++j)
-                #pragma unroll
-                for (int k = 0; k < 4; ++k)
-                    out[(static_cast<long>(unit) * 16 + j * 4 + k) * 128 + t] = d[j][k], d[j][k] = 0.0f;
-            unit = static_cast<int>(__ldg(in + 4096 + unit));
-        }
-    }
-}
-
 #define KINDS(X) X(0) X(3) X(4)
 #ifdef SM120
 #define KINDS120(X) X(1) X(2)
@@ -153,7 +129,7 @@ __device__ void t_units(const unsigned* __restrict__ in, float* out, int n, unsi
     extern "C" __global__ void __launch_bounds__(128, 1) t_branch_##K(const unsigned* in, float* out, int n, unsigned sf) \
     { t_branch<K>(in, out, n, sf); } \
     extern "C" __global__ void __launch_bounds__(128, 1) t_units_##K(const unsigned* in, float* out, int n, unsigned sf) \
-    { t_units<K>(in, out, n, sf); }
+    { t_mma<K, true>(in, out, n, sf); }
 KINDS(WRAP)
 KINDS120(WRAP)
 

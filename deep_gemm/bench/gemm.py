@@ -86,20 +86,27 @@ def _einsum_row(bsz, h=8, r=4096, dd=1024):
                mma='fp8_mma', check=check)
 
 
+def _mxfp4_experts(groups, n, k):
+    """`groups` identical MXFP4 expert weights [G, N, K/2] with their 1x32 scales (one random matrix, expanded: keeps
+    the set-up cheap; the kernel reads every group's copy), and the dequantized matrix for the reference."""
+    import torch
+    from ..utils import cast_back_from_fp4, per_token_cast_to_fp4
+    wq, wsf = per_token_cast_to_fp4(torch.randn(n, k, device='cuda', dtype=torch.bfloat16), use_ue8m0=True, gran_k=32)
+    bq, bsf = wq.expand(groups, n, k // 2).contiguous(), wsf.expand(groups, n, k // 32).contiguous()
+    return bq, bsf, cast_back_from_fp4(wq, wsf, gran_k=32)
+
+
 def _masked_row(num_experts, active, tokens, n, k):
     """MoE decode: `active` of `num_experts` experts get `tokens` rows each; FP8 activations x MXFP4 weights. Only the
     active experts' weights are read."""
     import torch
     import deep_gemm
-    from ..utils import per_token_cast_to_fp4, per_token_cast_to_fp8
+    from ..utils import per_token_cast_to_fp8
     max_m = max(tokens, 16)
     a = torch.randn(num_experts, max_m, k, device='cuda', dtype=torch.bfloat16)
     aq, asf = per_token_cast_to_fp8(a.view(-1, k), use_ue8m0=True)
     aq, asf = aq.view(num_experts, max_m, k), asf.view(num_experts, max_m, -1)
-    # weights: generate once per distinct expert slot (all experts alike keeps the setup cheap)
-    w = torch.randn(n, k, device='cuda', dtype=torch.bfloat16)
-    wq, wsf = per_token_cast_to_fp4(w, use_ue8m0=True, gran_k=32)
-    bq, bsf = wq.expand(num_experts, n, k // 2).contiguous(), wsf.expand(num_experts, n, k // 32).contiguous()
+    bq, bsf, w_ref = _mxfp4_experts(num_experts, n, k)
     masked = torch.zeros(num_experts, dtype=torch.int32, device='cuda')
     masked[torch.randperm(num_experts)[:active].cuda()] = tokens
     d = torch.empty(num_experts, max_m, n, device='cuda', dtype=torch.bfloat16)
@@ -109,8 +116,6 @@ def _masked_row(num_experts, active, tokens, n, k):
                                                    recipe_b=(1, 32))
 
     fn()
-    from ..utils import cast_back_from_fp4
-    w_ref = cast_back_from_fp4(wq, wsf, gran_k=32)
     g = int(masked.nonzero()[0])
     a_ref = aq[g, :tokens].float() * asf[g, :tokens].repeat_interleave(128, -1)
     check = _check(d[g, :tokens], a_ref @ w_ref.T)
@@ -138,12 +143,10 @@ def _contiguous_row(groups, expected_m, n, k):
     layout alignment); FP8 activations x MXFP4 weights."""
     import torch
     import deep_gemm
-    from ..utils import cast_back_from_fp4, per_token_cast_to_fp4, per_token_cast_to_fp8
+    from ..utils import per_token_cast_to_fp8
     sizes, starts, m = contiguous_sizes(groups, expected_m, deep_gemm.get_mk_alignment_for_contiguous_layout())
     aq, asf = per_token_cast_to_fp8(torch.randn(m, k, device='cuda', dtype=torch.bfloat16), use_ue8m0=True)
-    w = torch.randn(n, k, device='cuda', dtype=torch.bfloat16)
-    wq, wsf = per_token_cast_to_fp4(w, use_ue8m0=True, gran_k=32)
-    bq, bsf = wq.expand(groups, n, k // 2).contiguous(), wsf.expand(groups, n, k // 32).contiguous()
+    bq, bsf, w_ref = _mxfp4_experts(groups, n, k)
     layout = torch.full((m,), -1, dtype=torch.int32, device='cuda')
     for g, (st, sz) in enumerate(zip(starts, sizes)):
         layout[st:st + sz] = g
@@ -156,7 +159,7 @@ def _contiguous_row(groups, expected_m, n, k):
     fn()
     rows = sizes[0]
     a_ref = aq[:rows].float() * asf[:rows].repeat_interleave(128, -1)[:, :k]
-    check = _check(d[:rows], a_ref @ cast_back_from_fp4(wq, wsf, gran_k=32).T)
+    check = _check(d[:rows], a_ref @ w_ref.T)
     seconds = gpu_time(fn, 'gemm_')
     total = sum(sizes)
     return Row(name=f'contiguous fp8xfp4 G={groups} expected_m={expected_m} {n}x{k}', seconds=seconds,

@@ -669,7 +669,10 @@ def count_loop(instrs, blocks, loop, latency=None):
     _count_path(loop, instrs, choose_path(instrs, blocks, loop), latency)
     loop.start_addr = instrs[blocks[loop.header].start].addr
     loop.end_addr = max(instrs[blocks[k].end - 1].addr for k in loop.blocks)
-    # A persistent kernel's view (Loop.per_unit): the steady iteration, and what a unit's last one adds
+    # A persistent kernel's view (Loop.per_unit): the steady iteration, and what a unit's last one adds (the policies
+    # only differ for MMA and copy loops)
+    if _loop_role(instrs, blocks, loop) not in ('mma', 'copy'):
+        return loop
     steady = choose_path(instrs, blocks, loop, 'steady')
     unit = choose_path(instrs, blocks, loop, 'unit')
     if unit != steady:
