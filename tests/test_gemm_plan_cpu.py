@@ -83,34 +83,3 @@ def test_plan_bad_arguments():
         deep_gemm._C._gemm_plan('sm_120a', 7, 1, 1, 1)
     with pytest.raises(ValueError, match='unsupported operand combination'):
         deep_gemm._C._gemm_plan('sm_120a', 0, 1, 128, 128, type_a=1, type_b=0, gran_k_a=128, gran_k_b=128)
-
-
-def test_block_scaled_forms_plan_64_row_tiles(monkeypatch):
-    # sm_120a/121a run FP8/FP4 operands through the block-scaled MMA, where the SASS time model puts 64-row tiles
-    # 25-35% ahead of 128-row ones (GemmHeuristics::planned_max_block_m); the plain Promote form (sm_90a in SM120
-    # mode, or DG_SM120_FP8_MMA=plain) and BF16 keep 128-row tiles
-    for target in ('sm_120a', 'sm_121a'):
-        assert plan(4096, 5120, 8192, target)['block_m'] == 64
-        assert plan(512, 4096, 8192, target)['block_m'] == 64
-        assert plan(4096, 4096, 4096, target, type_a=2, type_b=2)['block_m'] == 128
-    assert plan(4096, 5120, 8192, 'sm_90a', sm120_mode=True)['block_m'] == 128
-    assert plan(48, 4096, 8192)['block_m'] == 64
-    assert plan(8, 4096, 8192)['block_m'] == 16
-    monkeypatch.setenv('DG_SM120_FP8_MMA', 'plain')
-    assert plan(4096, 5120, 8192)['block_m'] == 128
-
-
-def test_every_planned_config_is_precompiled():
-    # The JIT's config list (what `python -m deep_gemm.jit` compiles and CI checks) holds every tile a plan picks, in
-    # each MMA form the target runs it with (sm_120a: HW scales or block-scaled Promote; sm_90a: plain Promote)
-    for target, mode, forms in (('sm_120a', False, (' hw', ' promote(block_scaled)')), ('sm_90a', True, (' promote',))):
-        names = {c['description'] for c in deep_gemm._C.list_kernel_configs(target, mode)
-                 if c['family'] in ('fp8_gemm', 'bf16_gemm')}
-        for m in (1, 16, 64, 100, 512, 4096):
-            for kw in ({}, dict(type_b=1, gran_k_b=32), dict(type_a=2, type_b=2)):
-                d = plan(m, 4096, 7168, target, sm120_mode=mode, **kw)['description']
-                if kw.get('type_a') == 2:
-                    assert d in names, (target, m, d)
-                    continue
-                base = d[:-len(' promote')]
-                assert d.endswith(' promote') and all(base + f in names for f in forms), (target, m, kw, d)

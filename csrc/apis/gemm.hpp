@@ -326,7 +326,6 @@ inline void run_gemm(const char* fn, const GemmCall& call, const GemmConfig* for
         shape.sf_gran_k_a = call.a.gran_k, shape.sf_gran_k_b = call.b.gran_k;
         shape.max_block_m = call.max_block_m;
         shape.allow_split_k = call.allow_split_k;
-        shape.block_scaled_mma = call.a.type != kGemmDtypeBf16 and arch.block_scaled_mma and not knobs.fp8_plain;
         tiling = GemmHeuristics::plan(arch, shape);
         config.block_m = tiling.block_m, config.block_n = tiling.block_n, config.warps_m = tiling.warps_m;
         config.warps_n = tiling.warps_n, config.num_stages = tiling.num_stages;
@@ -1164,7 +1163,6 @@ inline py::dict gemm_plan(const std::string& target, int kind, int64_t m, int64_
     shape.num_groups = static_cast<int>(num_groups), shape.total_m = static_cast<int>(total_m > 0 ? total_m : m);
     shape.type_a = type_a, shape.type_b = type_b, shape.sf_gran_k_a = gran_k_a, shape.sf_gran_k_b = gran_k_b;
     shape.max_block_m = max_block_m;
-    shape.block_scaled_mma = type_a != kGemmDtypeBf16 and arch.block_scaled_mma and not GemmKnobs::get().fp8_plain;
     const auto t = GemmHeuristics::plan(arch, shape);
     GemmConfig c;
     c.block_m = t.block_m, c.block_n = t.block_n, c.warps_m = t.warps_m, c.warps_n = t.warps_n;

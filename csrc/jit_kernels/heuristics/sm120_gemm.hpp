@@ -26,7 +26,6 @@ struct GemmShape {
     int sf_gran_k_a = 128, sf_gran_k_b = 128;
     int max_block_m = 128;          // m-grouped layouts: tiles must not straddle groups
     bool allow_split_k = true;
-    bool block_scaled_mma = false;  // FP8/FP4 operands run the sm_120a/121a block-scaled MMA (HW or fast Promote)
 };
 
 struct GemmTiling {
@@ -51,20 +50,6 @@ struct GemmHeuristics {
     // then keeps per-slice scales beside two accumulators)
     static int max_block_m(int sf_gran_k_a, int sf_gran_k_b) { return sf_gran_k_a == 32 or sf_gran_k_b == 32 ? 64 : 128; }
 
-    // The largest M tile a shape is planned with. With the block-scaled MMA forms (sm_120a/121a), 64: there the
-    // 128-row tile's warps (64 x 32 each) take 254 registers and the SASS time model finds its warps' dependency
-    // chains longer than the tensor pipe's time, while the 64-row tile (174 registers, 4 stages) is closer to it:
-    // 25-35% faster at M >= 512 on an RTX PRO 6000 (docs/PERF.md, "64-row tiles for the block-scaled forms"; e.g.
-    // 4096 x 5120 x 8192: 600 -> 435 us). A projection: no sm_120 card has run either tile. The
-    // plain Promote form (sm_90a, the H200 in SM120 mode) is the other way round, measured: 128 rows are 17%
-    // cheaper per row and k block (docs/PERF.md, the per-M-tile fit), so it keeps 128. BF16 keeps 128 (the
-    // model: 478 vs 580 us at 4096^3 on the PRO 6000).
-    static int planned_max_block_m(const GemmShape& s) {
-        const bool bf16 = s.type_a == kGemmDtypeBf16;
-        const int cap = bf16 ? 128 : max_block_m(s.sf_gran_k_a, s.sf_gran_k_b);
-        return std::min({cap, s.max_block_m, s.block_scaled_mma and not bf16 ? 64 : 128});
-    }
-
     // 8 warps (2 x 4) for tiles of 32 rows or more; 4 warps (1 x 4) for 16-row tiles, whose warps hold one m16 tile
     static void warps_for(int block_m, int& warps_m, int& warps_n) {
         warps_m = block_m >= 32 ? 2 : 1;
@@ -75,7 +60,7 @@ struct GemmHeuristics {
         GemmTiling t;
         // M tile: the smallest of 16 / 32 / 64 / 128 that holds the (expected) rows of a group
         t.block_m = s.m <= 16 ? 16 : s.m <= 32 ? 32 : s.m <= 64 ? 64 : 128;
-        t.block_m = std::min(t.block_m, planned_max_block_m(s));
+        t.block_m = std::min({t.block_m, s.max_block_m, max_block_m(s.sf_gran_k_a, s.sf_gran_k_b)});
         warps_for(t.block_m, t.warps_m, t.warps_n);
         const int num_sms = std::max(1, arch.num_sms);
         const int kb_total = (s.k + block_k(s.type_a) - 1) / block_k(s.type_a);

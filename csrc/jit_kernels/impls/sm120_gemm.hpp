@@ -250,8 +250,6 @@ inline std::vector<KernelSpec> GemmConfig::enumerate(const ArchSpec& arch) {
                 continue;
             for (int block_m = 16; block_m <= max_m; block_m *= 2) {
                 for (const auto& [hw, fast]: bf16 ? std::vector<std::pair<bool, bool>>{{false, false}} : forms) {
-                    if ((hw or fast) and block_m > 64)      // never planned (GemmHeuristics::planned_max_block_m)
-                        continue;
                     GemmConfig c;
                     c.block_m = block_m, c.block_n = 128, c.kind = kind;
                     c.type_a = combo.type_a, c.type_b = combo.type_b;
