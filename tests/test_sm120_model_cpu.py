@@ -756,3 +756,31 @@ def test_bench_gpu_path_with_a_fake_gpu(tmp_path, capsys, monkeypatch):
         assert 'error' not in pred and pred['seconds'] == pytest.approx(first['predictions'][card]['seconds']), card
     assert all(v is None for v in host['predictions'].values())
     assert 'measured' in printed and '%' in printed and 'hc_prenorm_gemm M=4096 N=24 K=16384' in printed
+
+
+def _sass_function(body):
+    """cuobjdump-style SASS of one function from [(address, text)], stall 1 each (analysed, no GPU tools)."""
+    ctrl = f'/* 0x{sass.Control(1, 0, 7, 7, 0, 0).encode():016x} */'
+    lines = ['\tcode for sm_120a', '\t.target\tsm_120a', '\t\tFunction : synth']
+    for addr, text in body:
+        lines += [f'        /*{addr:04x}*/                   {text} ;   /* 0x0000000000000000 */',
+                  f'                                             {ctrl}']
+    return sass.analyse_sass('\n'.join(lines), {'synth': dict(registers=64, stack=0, shared=0, local=0)})
+
+
+def test_steady_iteration_issues_the_stage_copies():
+    # A merged MMA loop whose stage copies ptxas placed out of line (reached by taken branches) and whose
+    # fall-through skips them, as in the sm_120a GEMM kernels: the steady iteration (and the unit's last) must go
+    # through the copies, which run every k block but the last few of a CTA; the unit's end adds the store
+    mma = 'QMMA.SF.16832.F32.E4M3.E4M3.E8 R4, R8, R12, R4, R2, R2, URZ'
+    k = _sass_function([(0x00, 'S2R R0, SR_TID.X'), (0x10, mma), (0x20, mma), (0x30, '@!P0 BRA 0xa0'),
+                        (0x40, mma), (0x50, mma), (0x60, '@P2 BRA 0x80'), (0x70, 'STG.E [R2.64], R4'),
+                        (0x80, '@P3 BRA 0x10'), (0x90, 'EXIT'),
+                        (0xa0, 'LDGSTS.E.BYPASS.128 [R6], desc[UR4][R8.64]'), (0xb0, 'BRA 0x40')])
+    loop = k.hot_loop('mma')
+    view = loop.per_unit()
+    where = k.report()
+    assert view is not loop and view.tensor == {'QMMA.SF.16832.F32.E4M3': 4}, where
+    assert view.counts.get('async_copy') == 1 and not view.counts.get('global_store'), where
+    unit = [k.instrs[i].klass for i in view.unit_path]
+    assert unit.count('async_copy') == 1 and unit.count('global_store') == 1, (unit, where)

@@ -578,16 +578,23 @@ def choose_path(instrs, blocks, loop, policy='any'):
 
     For an MMA or copy loop into which ptxas merged a persistent kernel's unit loop (the k-block loop and, once per
     unit, the scheduler's reads and the epilogue's stores in one loop), `policy` picks between the unit's steady
-    iteration and its last one by the synchronous global accesses (LDG / STG / atomics) after the signature:
-    'steady' the fewest, 'unit' the most. 'any' (the default) does not look at them: in other kernels a branch
-    around a store is per lane (a divergent warp runs both sides), not per unit."""
+    iteration and its last one by the synchronous global accesses (LDG / STG / atomics) after the signature and
+    the stage copies (the most: both iterations feed the ring): 'steady' the fewest accesses, 'unit' the most.
+    'any' (the default) does not look at them: in other kernels a branch around a store is per lane (a divergent
+    warp runs both sides), not per unit."""
     role = _loop_role(instrs, blocks, loop)
     sign = {'any': 0, 'steady': -1, 'unit': 1}[policy] if role in ('mma', 'copy') else 0
+    # A merged MMA loop's steady and last iterations both issue the stage copies that feed the ring (every thread's
+    # share of the producer work): prefer the path through them, not the branch that skips them (taken only in the
+    # last kNumStages - 1 iterations of a CTA, when nothing is left to load)
+    feeds = 1 if sign != 0 and role == 'mma' else 0
 
     def weight(k):
         rng = list(range(blocks[k].start, blocks[k].end))
         sig = sum(_ins_signature(instrs[i], role) for i in rng)
-        return (sig, sign * sum(_sync_global(instrs[i]) for i in rng)), len(rng), rng
+        copies = feeds * sum(bytes_moved(instrs[i].opcode) for i in rng
+                             if instrs[i].klass == 'async_copy' and not instrs[i].never)
+        return (sig, copies, sign * sum(_sync_global(instrs[i]) for i in rng)), len(rng), rng
 
     def better(a, b):
         return (a[0], -a[1], a[2]) > (b[0], -b[1], b[2])
