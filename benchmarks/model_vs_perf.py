@@ -2,6 +2,7 @@
 
     python benchmarks/model_vs_perf.py [--calibration H200] [--rows REGEX] [--jobs 2] [--markdown]
     python benchmarks/model_vs_perf.py --projection [--rows REGEX]      (the same rows on the SM120 cards)
+    python benchmarks/model_vs_perf.py --projection --max-block-m 64      (the GEMM rows planned with M tiles <= 64)
 
 The calibration table in docs/PERF.md ("Time model: calibration ...") holds, per bench row, the time a GPU run
 measured (its command, card and date are in the text above it) and what the model predicted then. This tool reads
@@ -53,6 +54,8 @@ def main(argv=None):
     p.add_argument('--markdown', action='store_true', help='print the table in docs/PERF.md\'s format')
     p.add_argument('--projection', action='store_true', help='predict the rows on the SM120 cards instead')
     p.add_argument('--perf', default=PERF, help='the markdown file to read (default: docs/PERF.md)')
+    p.add_argument('--max-block-m', type=int, default=128, choices=(16, 32, 64, 128),
+                   help='plan the GEMM rows with M tiles of at most this many rows (another tile, the same cubins)')
     args = p.parse_args(argv)
 
     from deep_gemm.bench.model import run
@@ -62,13 +65,13 @@ def main(argv=None):
         table = [r for r in table if re.search(args.rows, r[0])]
     if args.projection:
         from deep_gemm.bench.model import markdown
-        cards = run.sm120_cards()
+        cards = run.sm120_cards(max_block_m=args.max_block_m)
         results = run.project([(name, None) for name, _, _ in table], cards, jobs=args.jobs)
         print('| case | ' + ' | '.join(c.label for c in cards) + ' |\n|---|' + '---|' * len(cards))
         for (name, _, _), res in zip(table, results):
             print(f'| {name.strip()} | ' + ' | '.join(markdown._cell(res.get(c.label)) for c in cards) + ' |')
         return 0
-    card = run.calibration_card(args.calibration)
+    card = run.calibration_card(args.calibration, max_block_m=args.max_block_m)
     results = run.project([(name, None) for name, _, _ in table], [card], jobs=args.jobs)
     within = total = 0
     lines = []

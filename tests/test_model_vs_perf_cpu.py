@@ -54,3 +54,30 @@ def test_every_row_of_perf_md_resolves():
             parent = name
         assert rows.resolve(name, parent) is not None, name
         assert measured > 0 and predicted > 0
+
+
+def test_max_block_m_reaches_the_plan(monkeypatch):
+    # `--max-block-m` (another M tile judged on the same cubins) must reach `_C._gemm_plan` through the card's
+    # target; stopped at the plan, so nothing compiles
+    from deep_gemm import jit
+    from deep_gemm.bench.model import run
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Ext:
+        def _gemm_plan(self, *args, **kwargs):
+            seen.update(kwargs)
+            raise Stop('planned')
+
+    monkeypatch.setattr(jit, '_ext', lambda: Ext())
+    for card in (run.calibration_card('H200', max_block_m=64), run.sm120_cards(['RTX PRO 6000'], max_block_m=64)[0]):
+        seen.clear()
+        r = run.predict_row('fp8_gemm_nt published 4096x5120x8192', card)
+        assert r['error'].startswith('Stop') and seen['max_block_m'] == 64, (r, seen)
+    seen.clear()
+    run.predict_row('fp8_gemm_nt published 4096x5120x8192', run.calibration_card('H200'))
+    assert seen['max_block_m'] == 128
+    with pytest.raises(SystemExit):
+        mvp.main(['--max-block-m', '48'])

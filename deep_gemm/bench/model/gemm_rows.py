@@ -38,7 +38,8 @@ def _gemm_work(t, m, n, k, row, bf16=False, kind='normal', groups=1, fp4_b=False
     ext = jit._ext()
     plan = ext._gemm_plan(t.target, _KIND[kind], m, n, k, num_groups=planned_groups or groups,
                           type_a=2 if bf16 else 0, type_b=2 if bf16 else (1 if fp4_b else 0),
-                          gran_k_b=32 if fp4_b else 128, sm120_mode=t.sm120_mode, num_sms=t.gpu.sms, total_m=total_m)
+                          gran_k_b=32 if fp4_b else 128, max_block_m=t.max_block_m, sm120_mode=t.sm120_mode,
+                          num_sms=t.gpu.sms, total_m=total_m)
     form = '' if bf16 else (' hw' if t.sm120 else ' promote')
     combo = 'bf16xbf16' if bf16 else ('fp8xfp4' if fp4_b else 'fp8xfp8')
     sf = '' if bf16 else (' sf_k=128/32' if fp4_b else ' sf_k=128/128')

@@ -100,11 +100,14 @@ _compiled = {}
 @dataclass
 class Target:
     """Where a row is planned and compiled: a compile target, SM120 planning on or off, the card (its SM count
-    sizes persistent grids and splits), and `DG_*` overrides the config choice reads."""
+    sizes persistent grids and splits), `DG_*` overrides the config choice reads, and the largest M tile the GEMM
+    rows are planned with (`_C._gemm_plan`'s `max_block_m`: 128 as the library plans; smaller to judge another tile
+    on the same cubins)."""
     target: str
     sm120_mode: bool
     gpu: object
     env: dict = field(default_factory=dict)
+    max_block_m: int = 128
 
     def _env_key(self):
         return tuple(sorted(self.env.items()))

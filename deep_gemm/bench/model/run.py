@@ -14,14 +14,15 @@ class Card:
     target: rows.Target
 
 
-def sm120_cards(names=gpus.SM120_CARDS):
-    return [Card(n, rows.Target(gpus.gpu(n).target, False, gpus.gpu(n))) for n in names]
+def sm120_cards(names=gpus.SM120_CARDS, max_block_m=128):
+    return [Card(n, rows.Target(gpus.gpu(n).target, False, gpus.gpu(n), max_block_m=max_block_m)) for n in names]
 
 
-def calibration_card(name='H100', sm120_mode=True):
+def calibration_card(name='H100', sm120_mode=True, max_block_m=128):
     """The H100 / H200 as the bench runs it without a GPU at hand: sm_90a in SM120 mode."""
     g = gpus.gpu(name)
-    return Card(f'{name} ({g.target}{", SM120 mode" if sm120_mode else ""})', rows.Target(g.target, sm120_mode, g))
+    return Card(f'{name} ({g.target}{", SM120 mode" if sm120_mode else ""})',
+                rows.Target(g.target, sm120_mode, g, max_block_m=max_block_m))
 
 
 def this_gpu_card():
@@ -41,7 +42,7 @@ def this_gpu_card():
 def _build(name, target, env, row):
     fam, m = rows.match(name)
     kwargs = {k: v for k, v in m.groupdict().items() if v is not None}
-    t = rows.Target(target.target, target.sm120_mode, target.gpu, dict(target.env, **env))
+    t = rows.Target(target.target, target.sm120_mode, target.gpu, dict(target.env, **env), target.max_block_m)
     return fam.build(t, row=row, **kwargs)
 
 

@@ -18,9 +18,9 @@ What it does, in order:
    `signature` work (tensor FLOPs if the loop has tensor instructions, else bytes copied to shared memory, else bytes
    loaded or stored), ties broken toward fall-through edges (ptxas lays the common path out as fall-through and
    moves rare code out of line), then toward more instructions. For a persistent kernel whose unit loop ptxas
-   merged into the k-block loop, `Loop.per_unit()` gives the steady iteration (the fewest synchronous global
-   accesses: no scheduler reads, no epilogue stores) and what a unit's last iteration adds (predict.py charges
-   it once per unit). Counts along that path: instructions per class,
+   merged into the k-block loop, `Loop.per_unit()` gives the steady iteration (through the stage copies, with the
+   fewest synchronous global accesses: no scheduler reads, no epilogue stores) and what a unit's last iteration
+   adds (predict.py charges it once per unit). Counts along that path: instructions per class,
    tensor instructions per kind, bytes moved per memory kind, and a single-warp cycle estimate from the control
    bits (stall cycles, plus the latency of variable-latency producers a later instruction waits on; `LATENCY`).
 
